@@ -1,0 +1,73 @@
+// Address: one value type for every endpoint the library speaks, written as a URL:
+//   tcp://host:port   tcp://[::1]:port   udp://host:port   unix:/path   seqpacket:/path
+// ("unix:@name" / "seqpacket:@name" use Linux's abstract namespace). Host names are resolved
+// with getaddrinfo; "tcp://*:0" or "tcp://:0" means every IPv4 interface.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "reactor/result.hpp"
+
+namespace reactor {
+
+enum class Transport : std::uint8_t { tcp, udp, unix_stream, unix_seqpacket };
+
+// Bit set of transports, for a protocol to say what it can run over.
+enum TransportMask : unsigned {
+  kTcp = 1u << 0,
+  kUdp = 1u << 1,
+  kUnixStream = 1u << 2,
+  kUnixSeqpacket = 1u << 3,
+  kAllTransports = kTcp | kUdp | kUnixStream | kUnixSeqpacket,
+};
+constexpr unsigned mask_of(Transport t) noexcept { return 1u << static_cast<unsigned>(t); }
+
+std::string_view scheme_of(Transport t) noexcept;  // "tcp", "udp", "unix", "seqpacket"
+// Connection-oriented transports listen and accept; udp does neither.
+constexpr bool is_connection_oriented(Transport t) noexcept { return t != Transport::udp; }
+// Transports that keep message boundaries (one send = one receive).
+constexpr bool is_message_oriented(Transport t) noexcept {
+  return t == Transport::udp || t == Transport::unix_seqpacket;
+}
+
+class Address {
+ public:
+  Address() = default;
+
+  // Parses and resolves (first getaddrinfo answer). Errors name what is wrong; callers prefix the
+  // input: describe(url, result.error()).
+  static Result<Address> parse(std::string_view url);
+  // Every address a host name resolves to, in getaddrinfo's order.
+  static Result<std::vector<Address>> resolve_all(std::string_view url);
+  // From a kernel-filled sockaddr (accept, recvfrom, getsockname).
+  static Address from_sockaddr(const sockaddr* sa, socklen_t len, Transport transport);
+
+  Transport transport() const noexcept { return transport_; }
+  int family() const noexcept { return storage_.ss_family; }
+  int socket_type() const noexcept;  // SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET
+  const sockaddr* sockaddr_ptr() const noexcept {
+    return reinterpret_cast<const sockaddr*>(&storage_);
+  }
+  socklen_t length() const noexcept { return length_; }
+  std::uint16_t port() const noexcept;  // 0 for UNIX-domain addresses
+  bool is_unix() const noexcept { return family() == AF_UNIX; }
+  // The filesystem path of a UNIX address ("" when abstract or not UNIX).
+  std::string unix_path() const;
+
+  // Back to the URL form parse() takes: "tcp://[::1]:8080", "unix:/tmp/s".
+  std::string to_string() const;
+
+  friend bool operator==(const Address& a, const Address& b) noexcept;
+
+ private:
+  sockaddr_storage storage_{};
+  socklen_t length_ = 0;
+  Transport transport_ = Transport::tcp;
+};
+
+}  // namespace reactor

@@ -1,0 +1,143 @@
+// Connection: one accepted or connected stream (or SEQPACKET) socket driven by the loop,
+// presenting itself to its Session as a Peer.
+//
+// - Writes go out at once when the socket takes them; the rest waits in the output buffer and
+//   EPOLLOUT is watched only while it is non-empty.
+// - Output above the high-water mark pauses reading until it drains below the low-water mark
+//   (backpressure from a slow reader), unless the protocol sets max_outbox, in which case a peer
+//   over it is dropped with Errc::too_slow.
+// - Peer EOF is delivered as on_eof; we may still send. close() and shutdown_write() take effect
+//   once pending output is flushed.
+// - A closed connection unwatches at once, is moved to the loop's retired list, and its session
+//   hears on_close after the current batch; it is never destroyed inside its own callback.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "reactor/buffer.hpp"
+#include "reactor/fd.hpp"
+#include "reactor/loop.hpp"
+#include "reactor/session.hpp"
+
+namespace reactor {
+
+struct ConnectionOptions {
+  std::size_t high_water = 1u << 20;  // pause reading above this much pending output
+  std::size_t low_water = 256u << 10;  // resume below this
+  std::size_t max_outbox = 0;          // 0: backpressure; else drop the peer above it
+  std::size_t max_input = 1u << 20;    // unconsumed input allowed before closing
+  std::chrono::milliseconds idle_timeout{0};  // 0: none
+  std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
+};
+
+// Server-wide counters, updated as connections live and die.
+struct ConnectionCounters {
+  std::uint64_t opened = 0;
+  std::uint64_t closed = 0;
+  std::uint64_t failed = 0;  // closed with an error (reset, too slow, idle, ...)
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t messages_too_large = 0;
+};
+
+class ConnectionSet;
+
+class Connection final : public Watcher, public Peer, public Retired {
+ public:
+  Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<Session> session,
+             const ConnectionOptions& options, ConnectionSet& owner);
+  ~Connection() override;
+
+  // Registers with the loop and calls on_open. On error the connection is already retired.
+  void start();
+
+  // Peer
+  void send(std::span<const std::byte> bytes) override;
+  using Peer::send;
+  void close() override;
+  void shutdown_write() override;
+  std::size_t buffered() const noexcept override { return output_.size(); }
+  std::string remote() const override;
+
+  // Closes now, discarding pending output; the session hears on_close(reason).
+  void abort(std::error_code reason);
+  bool is_open() const noexcept { return fd_.get() >= 0; }
+  bool reading_paused() const noexcept { return (state_ & kReadPaused) != 0; }
+  int fd() const noexcept { return fd_.get(); }
+
+  void on_events(std::uint32_t events) override;
+  void finalize() override;
+
+ private:
+  friend class ConnectionSet;
+  enum State : std::uint16_t {
+    kReadPaused = 1,      // backpressure
+    kPeerEof = 2,         // read side finished
+    kCloseWanted = 4,     // close once output drains
+    kShutdownWanted = 8,  // shutdown(SHUT_WR) once output drains
+    kWriteShut = 16,
+    kWatchingOut = 32,
+    kMessages = 64,       // SEQPACKET: keep message boundaries
+    kInCallback = 128,
+  };
+
+  void handle_readable();
+  void read_stream();
+  void read_message();
+  void deliver(std::span<const std::byte> bytes, bool from_input_buffer);
+  void handle_writable();
+  void flush_done();
+  void update_interest();
+  void close_now(std::error_code reason);
+  void arm_idle_timer();
+  void on_idle_timer();
+  void note_activity() noexcept { last_activity_ = loop_.now(); }
+
+  Loop& loop_;
+  ConnectionSet& owner_;
+  std::unique_ptr<Session> session_;
+  const ConnectionOptions& options_;
+  Buffer input_;
+  Buffer output_;  // in message mode: [u32 length][bytes] records
+  Loop::Clock::time_point last_activity_;
+  WatchId watch_ = kNoWatch;
+  TimerId idle_timer_ = kNoTimer;
+  std::error_code close_reason_;
+  std::uint32_t index_ = 0;  // position in owner_
+  Fd fd_;
+  std::uint16_t state_ = 0;
+  Transport transport_;
+};
+
+// Owns the live connections of one server; a closing connection leaves it for the loop's
+// retired list. Connections are kept in a vector with O(1) swap-removal.
+class ConnectionSet {
+ public:
+  explicit ConnectionSet(Loop& loop) : loop_(loop) {}
+  ~ConnectionSet();
+  ConnectionSet(const ConnectionSet&) = delete;
+  ConnectionSet& operator=(const ConnectionSet&) = delete;
+
+  // Takes ownership and starts it (on_open runs now).
+  Connection& open(Fd fd, Transport transport, std::unique_ptr<Session> session,
+                   const ConnectionOptions& options);
+  std::size_t size() const noexcept { return live_.size(); }
+  // close() every connection: each goes once its output is flushed.
+  void close_all();
+  void abort_all(std::error_code reason);
+  ConnectionCounters& counters() noexcept { return counters_; }
+  const ConnectionCounters& counters() const noexcept { return counters_; }
+
+ private:
+  friend class Connection;
+  void retire(Connection& c);
+
+  Loop& loop_;
+  std::vector<std::unique_ptr<Connection>> live_;
+  ConnectionCounters counters_;
+};
+
+}  // namespace reactor

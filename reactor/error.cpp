@@ -1,0 +1,57 @@
+#include "reactor/error.hpp"
+
+#include <netdb.h>
+
+namespace reactor {
+namespace {
+
+class ReactorCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "reactor"; }
+  std::string message(int code) const override {
+    switch (static_cast<Errc>(code)) {
+      case Errc::unknown_scheme:
+        return "unknown scheme (expected tcp://, udp://, unix: or seqpacket:)";
+      case Errc::missing_port: return "missing port (expected host:port)";
+      case Errc::bad_port: return "bad port (expected a number from 0 to 65535)";
+      case Errc::bad_host: return "bad host (IPv6 literals go in brackets: [::1])";
+      case Errc::path_too_long: return "UNIX socket path too long (at most 107 bytes)";
+      case Errc::empty_path: return "empty UNIX socket path";
+      case Errc::message_too_large: return "message larger than the receive buffer";
+      case Errc::too_slow: return "peer too slow: outbox overflowed";
+      case Errc::idle_timeout: return "idle timeout";
+      case Errc::input_too_large: return "unconsumed input over the limit";
+      case Errc::session_failed: return "protocol handler failed";
+      case Errc::wrong_transport: return "operation does not fit this transport";
+      case Errc::shutting_down: return "server shutting down";
+    }
+    return "unknown reactor error";
+  }
+};
+
+class ResolverCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "resolver"; }
+  std::string message(int code) const override { return ::gai_strerror(code); }
+};
+
+}  // namespace
+
+const std::error_category& reactor_category() noexcept {
+  static const ReactorCategory category;
+  return category;
+}
+
+const std::error_category& resolver_category() noexcept {
+  static const ResolverCategory category;
+  return category;
+}
+
+std::string describe(std::string_view what, std::error_code ec) {
+  std::string text(what);
+  text += ": ";
+  text += ec.message();
+  return text;
+}
+
+}  // namespace reactor

@@ -1,0 +1,136 @@
+// Loop: the single-threaded epoll event loop, the only place that calls epoll_wait.
+//
+// Watchers are registered under generation-tagged ids: an event for a watcher removed earlier
+// in the same epoll batch, or for a reused fd number, is dropped, never dispatched. Objects
+// retired during a batch (closed connections) are finalized and destroyed after it, never
+// under their own feet. Everything but post() and stop() must be called on the loop's thread.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "reactor/fd.hpp"
+#include "reactor/result.hpp"
+#include "reactor/task.hpp"
+#include "reactor/timers.hpp"
+
+namespace reactor {
+
+// Receives readiness events for one descriptor.
+class Watcher {
+ public:
+  virtual void on_events(std::uint32_t events) = 0;
+
+ protected:
+  ~Watcher() = default;
+};
+
+// Something the loop destroys after the current batch: finalize() runs first (a closed
+// connection tells its session there), then the destructor.
+class Retired {
+ public:
+  virtual ~Retired() = default;
+  virtual void finalize() {}
+};
+
+using WatchId = std::uint64_t;  // slot index (low 32 bits) | generation (high 32 bits)
+constexpr WatchId kNoWatch = 0;
+
+struct LoopStats {
+  std::uint64_t iterations = 0;
+  std::uint64_t events = 0;
+  std::uint64_t stale_events = 0;  // dropped: watcher gone or slot reused
+};
+
+class Loop {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  static Result<std::unique_ptr<Loop>> create();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  // Registers `fd` for `events` (EPOLLIN, EPOLLOUT, ...; level-triggered). The watcher is
+  // borrowed and must outlive the registration.
+  Result<WatchId> watch(int fd, std::uint32_t events, Watcher& watcher);
+  std::error_code modify(WatchId id, std::uint32_t events);
+  // Stops delivery at once, also for events already fetched in this batch. Does not close fd.
+  void unwatch(WatchId id);
+
+  // Runs until stop(). Returns at once if stop() was already called.
+  void run();
+  // One wait (at most `max_wait`, shortened by due timers) and its dispatch. For tests/drivers.
+  void run_once(std::chrono::milliseconds max_wait);
+  // Thread-safe; run() returns after the current iteration.
+  void stop() noexcept;
+  bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
+
+  // Thread-safe: runs `task` on the loop's thread, in posting order, waking a blocked loop.
+  void post(Task task);
+
+  // Timers, millisecond resolution. `period` 0 = one-shot. Due timers run in deadline order.
+  TimerId add_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period, Task task);
+  TimerId after(std::chrono::milliseconds delay, Task task) { return add_timer(delay, {}, std::move(task)); }
+  bool cancel_timer(TimerId id) { return timers_.cancel(id); }
+  std::size_t timer_count() const noexcept { return timers_.size(); }
+
+  // Delivers the signals through a signalfd (they are blocked for this thread; block them in
+  // every thread before starting others, see block_signals()). Replaces an earlier handler.
+  using SignalHandler = void (*)(int signo, void* context);
+  std::error_code handle_signals(std::initializer_list<int> signals, SignalHandler handler,
+                                 void* context);
+
+  // Hands `object` to the loop for finalize + destroy after the current batch.
+  void retire(std::unique_ptr<Retired> object);
+
+  // Loop time, refreshed after each epoll_wait: cheap to read on the hot path.
+  Clock::time_point now() const noexcept { return now_; }
+  const LoopStats& stats() const noexcept { return stats_; }
+
+ private:
+  struct Slot {
+    Watcher* watcher = nullptr;
+    std::uint32_t generation = 1;
+    int fd = -1;
+  };
+  class Wakeup;
+  class SignalWatcher;
+
+  explicit Loop(Fd epoll);
+  void dispatch(std::uint64_t data, std::uint32_t events);
+  void drain_retired();
+  void run_posted();
+  void run_due_timers();
+  int wait_timeout_ms(std::chrono::milliseconds max_wait) const;
+
+  Fd epoll_;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<epoll_event> events_;
+  std::vector<std::unique_ptr<Retired>> retired_;
+  TimerQueue timers_;
+  Clock::time_point now_;
+  LoopStats stats_;
+  std::atomic<bool> stop_{false};
+
+  std::mutex post_mutex_;
+  std::vector<Task> posted_;       // guarded by post_mutex_
+  std::vector<Task> running_;      // swapped out under the lock, run without it
+  std::unique_ptr<Wakeup> wakeup_;
+  std::unique_ptr<SignalWatcher> signals_;
+};
+
+// Blocks `signals` in the calling thread (threads started afterwards inherit the mask), so that
+// only a signalfd sees them.
+std::error_code block_signals(std::initializer_list<int> signals);
+
+}  // namespace reactor

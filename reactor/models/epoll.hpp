@@ -1,0 +1,75 @@
+// EpollServer: the product's concurrency model. One Loop drives every listener of a server:
+// stream and SEQPACKET listeners through an Acceptor and Connections, UDP through a
+// DatagramEndpoint, all with the same Protocol.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "reactor/acceptor.hpp"
+#include "reactor/connection.hpp"
+#include "reactor/datagram.hpp"
+#include "reactor/local_hub.hpp"
+#include "reactor/loop.hpp"
+#include "reactor/session.hpp"
+
+namespace reactor {
+
+struct ServerOptions {
+  std::chrono::milliseconds idle_timeout{0};  // 0: none
+  std::size_t max_connections = 0;            // 0: unlimited; surplus is accepted and closed
+  std::size_t high_water = 1u << 20;
+  std::size_t low_water = 256u << 10;
+  bool reuse_port = false;                    // for several loops on one port
+};
+
+struct ServerStats {
+  ConnectionCounters connections;
+  std::uint64_t live = 0;
+  std::uint64_t rejected = 0;       // over max_connections
+  std::uint64_t shed = 0;           // dropped for lack of file descriptors
+  std::uint64_t datagrams_in = 0;
+  std::uint64_t datagrams_out = 0;
+  std::uint64_t datagrams_too_large = 0;
+};
+
+class EpollServer {
+ public:
+  // `hub` may be null: the server then uses its own LocalHub.
+  EpollServer(Loop& loop, Protocol& protocol, const ServerOptions& options, Hub* hub = nullptr);
+  ~EpollServer();
+  EpollServer(const EpollServer&) = delete;
+  EpollServer& operator=(const EpollServer&) = delete;
+
+  // Binds and starts serving; returns the bound address (port 0 -> the real port).
+  Result<Address> listen(const Address& address);
+  // Stops accepting, lets connections flush and close; after `grace` the rest are aborted.
+  // `done` runs on the loop once no connection is left.
+  void shutdown(std::chrono::milliseconds grace, Task done);
+  ServerStats stats() const;
+  std::size_t live_connections() const noexcept { return connections_.size(); }
+  Hub& hub() noexcept { return *hub_; }
+
+ private:
+  class Listener;
+  void accept(Fd fd, Transport transport);
+  void check_drained();
+
+  Loop& loop_;
+  Protocol& protocol_;
+  ServerOptions options_;
+  ConnectionOptions connection_options_;
+  LocalHub own_hub_;
+  Hub* hub_;
+  ConnectionSet connections_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<DatagramEndpoint>> datagrams_;
+  std::uint64_t rejected_ = 0;
+  Task on_drained_;
+  TimerId grace_timer_ = kNoTimer;
+  bool shutting_down_ = false;
+};
+
+}  // namespace reactor
