@@ -81,7 +81,8 @@ class Connection final : public Watcher, public Peer, public Retired {
     kWriteShut = 16,
     kWatchingOut = 32,
     kMessages = 64,       // SEQPACKET: keep message boundaries
-    kInCallback = 128,
+    kWatchingIn = 128,
+    kClosing = 256,       // close_linger timer armed
   };
 
   void handle_readable();
@@ -90,6 +91,7 @@ class Connection final : public Watcher, public Peer, public Retired {
   void deliver(std::span<const std::byte> bytes, bool from_input_buffer);
   void handle_writable();
   void flush_done();
+  bool send_message_now(std::span<const std::byte> bytes);
   void update_interest();
   void close_now(std::error_code reason);
   void arm_idle_timer();

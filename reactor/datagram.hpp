@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,7 +31,9 @@ class DatagramEndpoint final : public Watcher {
   static constexpr int kMaxReadsPerWakeup = 64;
   static constexpr std::size_t kMaxQueuedReplies = 1024;
 
-  DatagramEndpoint(Loop& loop, Fd fd, std::unique_ptr<Session> session);
+  // `max_datagram`: the receive buffer (at most kMaxDatagram); larger datagrams are reported.
+  DatagramEndpoint(Loop& loop, Fd fd, std::unique_ptr<Session> session,
+                   std::size_t max_datagram = kMaxDatagram);
   ~DatagramEndpoint();
   DatagramEndpoint(const DatagramEndpoint&) = delete;
   DatagramEndpoint& operator=(const DatagramEndpoint&) = delete;
@@ -58,6 +61,7 @@ class DatagramEndpoint final : public Watcher {
   Loop& loop_;
   Fd fd_;
   std::unique_ptr<Session> session_;
+  std::size_t max_datagram_;
   WatchId watch_ = kNoWatch;
   std::deque<Pending> queue_;  // replies the kernel could not take yet (EAGAIN)
   DatagramStats stats_;

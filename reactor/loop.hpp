@@ -91,6 +91,9 @@ class Loop {
 
   // Hands `object` to the loop for finalize + destroy after the current batch.
   void retire(std::unique_ptr<Retired> object);
+  // Finalizes and destroys retired objects now. For owners tearing down (a server's
+  // destructor); never from inside a Watcher's on_events.
+  void destroy_retired() { drain_retired(); }
 
   // Loop time, refreshed after each epoll_wait: cheap to read on the hot path.
   Clock::time_point now() const noexcept { return now_; }
@@ -110,7 +113,7 @@ class Loop {
   void drain_retired();
   void run_posted();
   void run_due_timers();
-  int wait_timeout_ms(std::chrono::milliseconds max_wait) const;
+  int wait_timeout_ms(std::chrono::milliseconds max_wait);
 
   Fd epoll_;
   std::vector<Slot> slots_;

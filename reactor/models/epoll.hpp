@@ -13,6 +13,7 @@
 #include "reactor/datagram.hpp"
 #include "reactor/local_hub.hpp"
 #include "reactor/loop.hpp"
+#include "reactor/models/model.hpp"
 #include "reactor/session.hpp"
 
 namespace reactor {
@@ -25,15 +26,6 @@ struct ServerOptions {
   bool reuse_port = false;                    // for several loops on one port
 };
 
-struct ServerStats {
-  ConnectionCounters connections;
-  std::uint64_t live = 0;
-  std::uint64_t rejected = 0;       // over max_connections
-  std::uint64_t shed = 0;           // dropped for lack of file descriptors
-  std::uint64_t datagrams_in = 0;
-  std::uint64_t datagrams_out = 0;
-  std::uint64_t datagrams_too_large = 0;
-};
 
 class EpollServer {
  public:

@@ -1,0 +1,113 @@
+#include "reactor/acceptor.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "reactor/error.hpp"
+#include "reactor/socket.hpp"
+
+namespace reactor {
+namespace {
+Fd open_reserve() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+}  // namespace
+
+Acceptor::Acceptor(Loop& loop, Fd listener, Transport transport, AcceptHandler& handler)
+    : loop_(loop),
+      listener_(std::move(listener)),
+      reserve_(open_reserve()),
+      transport_(transport),
+      handler_(handler) {}
+
+Acceptor::~Acceptor() { stop(); }
+
+std::error_code Acceptor::start() {
+  auto id = loop_.watch(listener_.get(), EPOLLIN, *this);
+  if (!id) return id.error();
+  watch_ = *id;
+  return {};
+}
+
+void Acceptor::stop() {
+  if (watch_ != kNoWatch) loop_.unwatch(watch_);
+  watch_ = kNoWatch;
+  if (resume_timer_ != kNoTimer) loop_.cancel_timer(resume_timer_);
+  resume_timer_ = kNoTimer;
+  if (listener_) {
+    if (auto local = reactor::local_address(listener_.get(), transport_)) {
+      std::string path = local->unix_path();
+      if (!path.empty()) ::unlink(path.c_str());
+    }
+    listener_.reset();
+  }
+}
+
+Result<Address> Acceptor::local_address() const {
+  return reactor::local_address(listener_.get(), transport_);
+}
+
+void Acceptor::on_events(std::uint32_t) {
+  for (int i = 0; i < kMaxAcceptsPerWakeup && listener_; ++i) {
+    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ++stats_.accepted;
+      in_exhaustion_burst_ = false;
+      handler_.on_accept(Fd(fd));
+      continue;
+    }
+    switch (errno) {
+      case EAGAIN:
+      case EINTR:
+        return;
+      case ECONNABORTED:  // the peer gave up while queued: try the next one
+      case EPROTO:
+        continue;
+      case EMFILE:
+      case ENFILE:
+        shed_one();
+        continue;
+      default:
+        // ENOBUFS, ENOMEM and friends: back off rather than spin.
+        std::fprintf(stderr, "reactor: accept: %s; pausing the listener briefly\n",
+                     std::strerror(errno));
+        pause_briefly();
+        return;
+    }
+  }
+}
+
+// Out of descriptors: free the reserved one, accept the surplus connection and close it at
+// once (the client sees a clean close rather than a hang), then take the reserve back.
+void Acceptor::shed_one() {
+  ++stats_.fd_exhaustion;
+  if (!in_exhaustion_burst_) {
+    std::fprintf(stderr,
+                 "reactor: out of file descriptors (%s); shedding new connections until some "
+                 "close\n",
+                 std::strerror(errno));
+    in_exhaustion_burst_ = true;
+  }
+  reserve_.reset();
+  int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd >= 0) {
+    ++stats_.shed;
+    ::close(fd);
+  }
+  reserve_ = open_reserve();
+  if (fd < 0 || !reserve_) pause_briefly();  // could not shed: wait instead of spinning
+}
+
+void Acceptor::pause_briefly() {
+  if (watch_ == kNoWatch || resume_timer_ != kNoTimer) return;
+  loop_.modify(watch_, 0);
+  resume_timer_ = loop_.after(std::chrono::milliseconds(100), [this] {
+    resume_timer_ = kNoTimer;
+    if (!reserve_) reserve_ = open_reserve();
+    if (watch_ != kNoWatch) loop_.modify(watch_, EPOLLIN);
+  });
+}
+
+}  // namespace reactor

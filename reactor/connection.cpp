@@ -1,0 +1,398 @@
+#include "reactor/connection.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "reactor/error.hpp"
+#include "reactor/socket.hpp"
+
+namespace reactor {
+namespace {
+
+bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
+
+// Message records in the output buffer: a native-endian u32 length, then the bytes.
+using RecordLength = std::uint32_t;
+
+}  // namespace
+
+Connection::Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<Session> session,
+                       const ConnectionOptions& options, ConnectionSet& owner)
+    : loop_(loop),
+      owner_(owner),
+      session_(std::move(session)),
+      options_(options),
+      fd_(std::move(fd)),
+      transport_(transport) {
+  if (transport == Transport::unix_seqpacket) state_ |= kMessages;
+}
+
+Connection::~Connection() {
+  if (watch_ != kNoWatch) loop_.unwatch(watch_);
+  if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
+}
+
+void Connection::start() {
+  note_activity();
+  auto id = loop_.watch(fd_.get(), EPOLLIN, *this);
+  if (!id) {
+    close_now(id.error());
+    return;
+  }
+  watch_ = *id;
+  state_ |= kWatchingIn;
+  arm_idle_timer();
+  try {
+    session_->on_open(*this);
+  } catch (...) {
+    close_now(Errc::session_failed);
+  }
+}
+
+void Connection::on_events(std::uint32_t events) {
+  if ((state_ & kWatchingIn) && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) handle_readable();
+  if (is_open() && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && !output_.empty()) {
+    handle_writable();
+  }
+  // Hang-up or error that no read or write surfaced (we are neither reading nor writing): close
+  // here, or a level-triggered EPOLLHUP would wake us forever.
+  if (is_open() && (events & (EPOLLHUP | EPOLLERR)) && !(state_ & kWatchingIn) &&
+      output_.empty()) {
+    close_now(finish_connect(fd_.get()));
+  }
+}
+
+void Connection::handle_readable() {
+  if (state_ & kMessages) {
+    read_message();
+  } else {
+    read_stream();
+  }
+}
+
+void Connection::read_stream() {
+  ssize_t n;
+  if (input_.empty()) {
+    // Common case: nothing held over. Read onto the stack and hand the bytes to the session
+    // straight from there; only what it leaves unconsumed is copied to the heap.
+    std::byte stack[Buffer::kSpillSize];
+    n = ::recv(fd_.get(), stack, sizeof(stack), 0);
+    if (n > 0) {
+      owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);
+      note_activity();
+      deliver({stack, static_cast<std::size_t>(n)}, false);
+      return;
+    }
+  } else {
+    n = input_.read_from(fd_.get());
+    if (n > 0) {
+      owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);
+      note_activity();
+      deliver(input_.readable(), true);
+      return;
+    }
+  }
+  if (n < 0) {
+    if (!would_block(errno)) close_now(last_errno());
+    return;
+  }
+  state_ |= kPeerEof;
+  update_interest();
+  try {
+    session_->on_eof(*this);
+  } catch (...) {
+    close_now(Errc::session_failed);
+    return;
+  }
+  if (is_open() && (state_ & kWriteShut)) close_now({});
+}
+
+void Connection::read_message() {
+  std::byte stack[Buffer::kSpillSize];
+  iovec iov{stack, sizeof(stack)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t n = ::recvmsg(fd_.get(), &msg, 0);
+  if (n < 0) {
+    if (!would_block(errno)) close_now(last_errno());
+    return;
+  }
+  if (n == 0) {  // SEQPACKET: EOF (a zero-length message reads the same and is taken as EOF)
+    state_ |= kPeerEof;
+    update_interest();
+    try {
+      session_->on_eof(*this);
+    } catch (...) {
+      close_now(Errc::session_failed);
+    }
+    return;
+  }
+  owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);
+  note_activity();
+  if (msg.msg_flags & MSG_TRUNC) {
+    ++owner_.counters_.messages_too_large;
+    close_now(Errc::message_too_large);
+    return;
+  }
+  deliver({stack, static_cast<std::size_t>(n)}, false);
+}
+
+void Connection::deliver(std::span<const std::byte> bytes, bool from_input_buffer) {
+  std::size_t consumed;
+  try {
+    consumed = session_->on_data(*this, bytes);
+  } catch (...) {
+    close_now(Errc::session_failed);
+    return;
+  }
+  if (!is_open()) return;
+  if (state_ & kMessages) return;  // each message is whole: nothing is held over
+  if (consumed > bytes.size()) consumed = bytes.size();
+  if (from_input_buffer) {
+    input_.consume(consumed);
+  } else if (consumed < bytes.size() && !input_.append(bytes.subspan(consumed))) {
+    close_now(errno_code(ENOMEM));
+    return;
+  }
+  if (input_.size() > options_.max_input) close_now(Errc::input_too_large);
+}
+
+void Connection::send(std::span<const std::byte> bytes) {
+  if (!is_open() || (state_ & (kCloseWanted | kShutdownWanted | kWriteShut))) return;
+  if (state_ & kMessages) {
+    if (output_.empty() && send_message_now(bytes)) return;
+    if (!is_open()) return;
+    if (options_.max_outbox && output_.size() + bytes.size() > options_.max_outbox) {
+      close_now(Errc::too_slow);
+      return;
+    }
+    RecordLength length = static_cast<RecordLength>(bytes.size());
+    if (!output_.append({reinterpret_cast<const std::byte*>(&length), sizeof(length)}) ||
+        !output_.append(bytes)) {
+      close_now(errno_code(ENOMEM));
+      return;
+    }
+    update_interest();
+    return;
+  }
+  if (output_.empty()) {
+    ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (!would_block(errno)) {
+        close_now(last_errno());
+        return;
+      }
+      n = 0;
+    }
+    if (n > 0) {
+      owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
+      note_activity();
+    }
+    bytes = bytes.subspan(static_cast<std::size_t>(n));
+    if (bytes.empty()) return;
+  }
+  if (options_.max_outbox && output_.size() + bytes.size() > options_.max_outbox) {
+    close_now(Errc::too_slow);
+    return;
+  }
+  if (!output_.append(bytes)) {
+    close_now(errno_code(ENOMEM));
+    return;
+  }
+  update_interest();
+}
+
+// True when the kernel took the whole message; false when it must wait (EAGAIN) or the
+// connection failed (then it is closed).
+bool Connection::send_message_now(std::span<const std::byte> bytes) {
+  ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  if (n >= 0) {
+    owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
+    note_activity();
+    return true;
+  }
+  if (!would_block(errno)) close_now(last_errno());
+  return false;
+}
+
+void Connection::handle_writable() {
+  if (state_ & kMessages) {
+    while (!output_.empty()) {
+      auto pending = output_.readable();
+      RecordLength length;
+      std::memcpy(&length, pending.data(), sizeof(length));
+      if (!send_message_now(pending.subspan(sizeof(length), length))) {
+        if (is_open()) update_interest();
+        return;
+      }
+      output_.consume(sizeof(length) + length);
+    }
+  } else {
+    ssize_t n = output_.write_to(fd_.get());
+    if (n < 0) {
+      if (!would_block(errno)) close_now(last_errno());
+      return;
+    }
+    owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
+    note_activity();
+  }
+  if (output_.empty()) {
+    flush_done();
+  }
+  if (is_open()) update_interest();
+}
+
+void Connection::flush_done() {
+  if (state_ & kCloseWanted) {
+    close_now({});
+    return;
+  }
+  if ((state_ & kShutdownWanted) && !(state_ & kWriteShut)) {
+    ::shutdown(fd_.get(), SHUT_WR);
+    state_ |= kWriteShut;
+    if (state_ & kPeerEof) close_now({});
+  }
+}
+
+void Connection::update_interest() {
+  if (!is_open()) return;
+  if (!options_.max_outbox) {
+    if (output_.size() > options_.high_water) {
+      state_ |= kReadPaused;
+    } else if ((state_ & kReadPaused) && output_.size() <= options_.low_water) {
+      state_ &= ~kReadPaused;
+    }
+  }
+  bool want_in = !(state_ & (kReadPaused | kPeerEof | kCloseWanted));
+  bool want_out = !output_.empty();
+  bool have_in = state_ & kWatchingIn;
+  bool have_out = state_ & kWatchingOut;
+  if (want_in == have_in && want_out == have_out) return;
+  std::uint32_t events = (want_in ? EPOLLIN : 0u) | (want_out ? EPOLLOUT : 0u);
+  if (auto ec = loop_.modify(watch_, events)) {
+    close_now(ec);
+    return;
+  }
+  state_ = static_cast<std::uint16_t>((state_ & ~(kWatchingIn | kWatchingOut)) |
+                                      (want_in ? kWatchingIn : 0) | (want_out ? kWatchingOut : 0));
+}
+
+void Connection::close() {
+  if (!is_open() || (state_ & kCloseWanted)) return;
+  state_ |= kCloseWanted;
+  if (output_.empty()) {
+    close_now({});
+    return;
+  }
+  // Bound the flush: a peer that never reads must not keep us forever.
+  if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
+  state_ |= kClosing;
+  idle_timer_ = loop_.after(options_.close_linger, [this] {
+    idle_timer_ = kNoTimer;
+    close_now(errno_code(ETIMEDOUT));
+  });
+  update_interest();
+}
+
+void Connection::shutdown_write() {
+  if (!is_open() || (state_ & (kShutdownWanted | kWriteShut | kCloseWanted))) return;
+  state_ |= kShutdownWanted;
+  if (output_.empty()) flush_done();
+}
+
+void Connection::abort(std::error_code reason) { close_now(reason); }
+
+std::string Connection::remote() const {
+  auto address = is_open() ? peer_address(fd_.get(), transport_) : Result<Address>(Errc::shutting_down);
+  return address ? address->to_string() : "(closed)";
+}
+
+void Connection::arm_idle_timer() {
+  if (options_.idle_timeout.count() <= 0 || (state_ & kClosing)) return;
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(loop_.now() -
+                                                                       last_activity_);
+  auto wait = options_.idle_timeout - elapsed;
+  if (wait.count() < 1) wait = std::chrono::milliseconds(1);
+  idle_timer_ = loop_.after(wait, [this] { on_idle_timer(); });
+}
+
+void Connection::on_idle_timer() {
+  idle_timer_ = kNoTimer;
+  if (loop_.now() - last_activity_ >= options_.idle_timeout) {
+    close_now(Errc::idle_timeout);
+  } else {
+    arm_idle_timer();  // there was traffic: wait out the rest of the period
+  }
+}
+
+void Connection::close_now(std::error_code reason) {
+  if (!is_open()) return;
+  if (watch_ != kNoWatch) loop_.unwatch(watch_);
+  watch_ = kNoWatch;
+  if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
+  idle_timer_ = kNoTimer;
+  fd_.reset();
+  input_.clear();
+  output_.clear();
+  close_reason_ = reason;
+  auto& counters = owner_.counters_;
+  ++counters.closed;
+  if (reason) ++counters.failed;
+  owner_.retire(*this);
+}
+
+void Connection::finalize() {
+  auto session = std::move(session_);
+  try {
+    session->on_close(close_reason_);
+  } catch (...) {
+    // A throwing on_close has nothing left to lose: the connection is gone already.
+  }
+}
+
+ConnectionSet::~ConnectionSet() {
+  abort_all(Errc::shutting_down);
+  loop_.destroy_retired();
+}
+
+Connection& ConnectionSet::open(Fd fd, Transport transport, std::unique_ptr<Session> session,
+                                const ConnectionOptions& options) {
+  auto connection =
+      std::make_unique<Connection>(loop_, std::move(fd), transport, std::move(session), options,
+                                   *this);
+  Connection& c = *connection;
+  c.index_ = static_cast<std::uint32_t>(live_.size());
+  live_.push_back(std::move(connection));
+  ++counters_.opened;
+  c.start();
+  return c;
+}
+
+void ConnectionSet::retire(Connection& c) {
+  std::uint32_t index = c.index_;
+  std::unique_ptr<Connection> owned = std::move(live_[index]);
+  if (index + 1 != live_.size()) {
+    live_[index] = std::move(live_.back());
+    live_[index]->index_ = index;
+  }
+  live_.pop_back();
+  loop_.retire(std::move(owned));
+}
+
+void ConnectionSet::close_all() {
+  // close() may retire a connection (reordering live_): walk a snapshot of raw pointers that
+  // stay valid until the loop's next drain.
+  std::vector<Connection*> snapshot;
+  snapshot.reserve(live_.size());
+  for (auto& c : live_) snapshot.push_back(c.get());
+  for (Connection* c : snapshot) c->close();
+}
+
+void ConnectionSet::abort_all(std::error_code reason) {
+  while (!live_.empty()) live_.back()->close_now(reason);
+}
+
+}  // namespace reactor

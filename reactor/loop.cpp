@@ -1,0 +1,239 @@
+#include "reactor/loop.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "reactor/error.hpp"
+
+namespace reactor {
+namespace {
+constexpr std::size_t kMaxEventsPerWait = 256;
+
+std::uint32_t slot_of(std::uint64_t id) { return static_cast<std::uint32_t>(id); }
+std::uint32_t generation_of(std::uint64_t id) { return static_cast<std::uint32_t>(id >> 32); }
+}  // namespace
+
+// The eventfd that post() and stop() write to wake a blocked epoll_wait.
+class Loop::Wakeup final : public Watcher {
+ public:
+  explicit Wakeup(Loop& loop, Fd fd) : loop_(loop), fd_(std::move(fd)) {}
+  int fd() const { return fd_.get(); }
+  void notify() noexcept {
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof(one));  // EAGAIN: already set
+  }
+  void on_events(std::uint32_t) override {
+    std::uint64_t count;
+    [[maybe_unused]] ssize_t n = ::read(fd_.get(), &count, sizeof(count));
+    loop_.run_posted();
+  }
+
+ private:
+  Loop& loop_;
+  Fd fd_;
+};
+
+class Loop::SignalWatcher final : public Watcher {
+ public:
+  SignalWatcher(Fd fd, sigset_t set, SignalHandler handler, void* context)
+      : fd_(std::move(fd)), set_(set), handler_(handler), context_(context) {}
+  int fd() const { return fd_.get(); }
+  WatchId id = kNoWatch;
+  void on_events(std::uint32_t) override {
+    signalfd_siginfo info;
+    while (::read(fd_.get(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+      handler_(static_cast<int>(info.ssi_signo), context_);
+    }
+  }
+
+ private:
+  Fd fd_;
+  sigset_t set_;
+  SignalHandler handler_;
+  void* context_;
+};
+
+Result<std::unique_ptr<Loop>> Loop::create() {
+  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll) return last_errno();
+  Fd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!event) return last_errno();
+  std::unique_ptr<Loop> loop(new Loop(std::move(epoll)));
+  loop->wakeup_ = std::make_unique<Wakeup>(*loop, std::move(event));
+  auto id = loop->watch(loop->wakeup_->fd(), EPOLLIN, *loop->wakeup_);
+  if (!id) return id.error();
+  return loop;
+}
+
+Loop::Loop(Fd epoll) : epoll_(std::move(epoll)), now_(Clock::now()) {
+  events_.resize(kMaxEventsPerWait);
+  slots_.emplace_back();  // slot 0 is never used, so no live id equals kNoWatch
+}
+
+Loop::~Loop() {
+  drain_retired();
+}
+
+Result<WatchId> Loop::watch(int fd, std::uint32_t events, Watcher& watcher) {
+  std::uint32_t index;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<std::uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& slot = slots_[index];
+  WatchId id = (std::uint64_t{slot.generation} << 32) | index;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    auto ec = last_errno();
+    free_slots_.push_back(index);
+    return ec;
+  }
+  slot.watcher = &watcher;
+  slot.fd = fd;
+  return id;
+}
+
+std::error_code Loop::modify(WatchId id, std::uint32_t events) {
+  std::uint32_t index = slot_of(id);
+  if (index >= slots_.size() || slots_[index].generation != generation_of(id) ||
+      slots_[index].watcher == nullptr) {
+    return errno_code(ENOENT);
+  }
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, slots_[index].fd, &ev) != 0) return last_errno();
+  return {};
+}
+
+void Loop::unwatch(WatchId id) {
+  std::uint32_t index = slot_of(id);
+  if (index == 0 || index >= slots_.size()) return;
+  Slot& slot = slots_[index];
+  if (slot.generation != generation_of(id) || slot.watcher == nullptr) return;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, slot.fd, nullptr);  // fd may already be closed
+  slot.watcher = nullptr;
+  slot.fd = -1;
+  // A new generation: events already fetched for the old one are recognised as stale.
+  if (++slot.generation == 0) slot.generation = 1;
+  free_slots_.push_back(index);
+}
+
+void Loop::dispatch(std::uint64_t data, std::uint32_t events) {
+  std::uint32_t index = slot_of(data);
+  if (index >= slots_.size()) return;
+  Slot& slot = slots_[index];
+  if (slot.watcher == nullptr || slot.generation != generation_of(data)) {
+    ++stats_.stale_events;
+    return;
+  }
+  ++stats_.events;
+  slot.watcher->on_events(events);
+}
+
+int Loop::wait_timeout_ms(std::chrono::milliseconds max_wait) {
+  auto deadline = timers_.next_deadline();
+  auto limit = max_wait.count() < 0 ? std::numeric_limits<std::int64_t>::max() : max_wait.count();
+  if (deadline != Clock::time_point::max()) {
+    auto until = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (until < 0) until = 0;
+    if (until < limit) limit = until;
+  }
+  if (limit > std::numeric_limits<int>::max()) return -1;
+  return static_cast<int>(limit);
+}
+
+void Loop::run_once(std::chrono::milliseconds max_wait) {
+  ++stats_.iterations;
+  int timeout = wait_timeout_ms(max_wait);
+  int n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
+  now_ = Clock::now();
+  if (n < 0 && errno != EINTR) {
+    std::fprintf(stderr, "reactor: epoll_wait: %s\n", std::strerror(errno));
+  }
+  for (int i = 0; i < n; ++i) dispatch(events_[static_cast<std::size_t>(i)].data.u64,
+                                       events_[static_cast<std::size_t>(i)].events);
+  drain_retired();
+  timers_.run_due(now_);
+  drain_retired();
+}
+
+void Loop::run() {
+  while (!stop_.load(std::memory_order_acquire)) run_once(std::chrono::milliseconds(-1));
+}
+
+void Loop::stop() noexcept {
+  stop_.store(true, std::memory_order_release);
+  wakeup_->notify();
+}
+
+void Loop::post(Task task) {
+  {
+    std::lock_guard lock(post_mutex_);
+    posted_.push_back(std::move(task));
+  }
+  wakeup_->notify();
+}
+
+void Loop::run_posted() {
+  {
+    std::lock_guard lock(post_mutex_);
+    running_.swap(posted_);
+  }
+  for (auto& task : running_) task();
+  running_.clear();
+}
+
+TimerId Loop::add_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period,
+                        Task task) {
+  return timers_.add(Clock::now() + delay, period, std::move(task));
+}
+
+void Loop::retire(std::unique_ptr<Retired> object) { retired_.push_back(std::move(object)); }
+
+void Loop::drain_retired() {
+  // finalize() may retire more (a session's on_close publishing to a peer that then fails).
+  std::vector<std::unique_ptr<Retired>> batch;
+  while (!retired_.empty()) {
+    batch.swap(retired_);
+    for (auto& object : batch) object->finalize();
+    batch.clear();
+  }
+}
+
+std::error_code Loop::handle_signals(std::initializer_list<int> signals, SignalHandler handler,
+                                     void* context) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : signals) sigaddset(&set, s);
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) return errno_code(rc);
+  Fd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) return last_errno();
+  if (signals_) unwatch(signals_->id);
+  auto watcher = std::make_unique<SignalWatcher>(std::move(fd), set, handler, context);
+  auto id = watch(watcher->fd(), EPOLLIN, *watcher);
+  if (!id) return id.error();
+  watcher->id = *id;
+  signals_ = std::move(watcher);
+  return {};
+}
+
+std::error_code block_signals(std::initializer_list<int> signals) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : signals) sigaddset(&set, s);
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) return errno_code(rc);
+  return {};
+}
+
+}  // namespace reactor

@@ -1,0 +1,142 @@
+#include "reactor/models/epoll.hpp"
+
+#include "reactor/error.hpp"
+#include "reactor/socket.hpp"
+
+namespace reactor {
+
+// One listening socket: an Acceptor feeding the server.
+class EpollServer::Listener final : public AcceptHandler {
+ public:
+  Listener(EpollServer& server, Fd fd, Transport transport)
+      : server_(server), transport_(transport), acceptor_(server.loop_, std::move(fd), transport, *this) {}
+  Acceptor& acceptor() { return acceptor_; }
+  void on_accept(Fd fd) override { server_.accept(std::move(fd), transport_); }
+
+ private:
+  EpollServer& server_;
+  Transport transport_;
+  Acceptor acceptor_;
+};
+
+EpollServer::EpollServer(Loop& loop, Protocol& protocol, const ServerOptions& options, Hub* hub)
+    : loop_(loop),
+      protocol_(protocol),
+      options_(options),
+      hub_(hub != nullptr ? hub : &own_hub_),
+      connections_(loop) {
+  connection_options_.high_water = options.high_water;
+  connection_options_.low_water = options.low_water;
+  connection_options_.idle_timeout = options.idle_timeout;
+  connection_options_.max_outbox = protocol.max_outbox();
+  connection_options_.max_input = protocol.max_input();
+  ignore_sigpipe();
+}
+
+EpollServer::~EpollServer() {
+  if (grace_timer_ != kNoTimer) loop_.cancel_timer(grace_timer_);
+  listeners_.clear();
+  datagrams_.clear();
+  connections_.abort_all(Errc::shutting_down);
+  loop_.destroy_retired();  // sessions hear on_close while the hub still exists
+}
+
+Result<Address> EpollServer::listen(const Address& address) {
+  ListenOptions listen_options;
+  listen_options.reuse_port = options_.reuse_port;
+  auto fd = listen_on(address, listen_options);
+  if (!fd) return fd.error();
+  auto bound = local_address(fd->get(), address.transport());
+  if (!bound) return bound.error();
+
+  if (address.transport() == Transport::udp) {
+    std::unique_ptr<Session> session;
+    try {
+      session = protocol_.open(*hub_);
+    } catch (...) {
+      return Errc::session_failed;
+    }
+    if (!session) return Errc::session_failed;
+    auto endpoint = std::make_unique<DatagramEndpoint>(loop_, std::move(*fd), std::move(session));
+    if (auto ec = endpoint->start()) return ec;
+    datagrams_.push_back(std::move(endpoint));
+    return bound;
+  }
+
+  auto listener = std::make_unique<Listener>(*this, std::move(*fd), address.transport());
+  if (auto ec = listener->acceptor().start()) return ec;
+  listeners_.push_back(std::move(listener));
+  return bound;
+}
+
+void EpollServer::accept(Fd fd, Transport transport) {
+  if (shutting_down_ ||
+      (options_.max_connections != 0 && connections_.size() >= options_.max_connections)) {
+    ++rejected_;
+    return;  // fd closes here: the client sees the connection closed at once
+  }
+  if (transport == Transport::tcp) set_no_delay(fd.get(), true);
+  std::unique_ptr<Session> session;
+  try {
+    session = protocol_.open(*hub_);
+  } catch (...) {
+  }
+  if (!session) {
+    ++rejected_;
+    return;
+  }
+  connections_.open(std::move(fd), transport, std::move(session), connection_options_);
+}
+
+void EpollServer::shutdown(std::chrono::milliseconds grace, Task done) {
+  shutting_down_ = true;
+  on_drained_ = std::move(done);
+  for (auto& listener : listeners_) listener->acceptor().stop();
+  for (auto& endpoint : datagrams_) endpoint->stop();
+  connections_.close_all();
+  if (grace_timer_ == kNoTimer) {
+    grace_timer_ = loop_.after(grace, [this] {
+      grace_timer_ = kNoTimer;
+      connections_.abort_all(Errc::shutting_down);
+      check_drained();
+    });
+  }
+  // Connections leave the set as they finish flushing; poll the count cheaply.
+  check_drained();
+}
+
+void EpollServer::check_drained() {
+  if (!on_drained_) return;
+  if (connections_.size() > 0) {
+    loop_.after(std::chrono::milliseconds(5), [this] { check_drained(); });
+    return;
+  }
+  if (grace_timer_ != kNoTimer) loop_.cancel_timer(grace_timer_);
+  grace_timer_ = kNoTimer;
+  Task done = std::move(on_drained_);
+  // After the batch, so that the last sessions' on_close has run.
+  loop_.post(std::move(done));
+}
+
+ServerStats EpollServer::stats() const {
+  ServerStats s;
+  const auto& c = connections_.counters();
+  s.accepted = c.opened;
+  s.closed = c.closed;
+  s.failed = c.failed;
+  s.bytes_in = c.bytes_in;
+  s.bytes_out = c.bytes_out;
+  s.live = connections_.size();
+  s.rejected = rejected_;
+  for (const auto& listener : listeners_) s.shed += listener->acceptor().stats().shed;
+  for (const auto& d : datagrams_) {
+    s.datagrams_in += d->stats().received;
+    s.datagrams_out += d->stats().sent;
+    s.datagrams_too_large += d->stats().too_large;
+    s.bytes_in += d->stats().bytes_in;
+    s.bytes_out += d->stats().bytes_out;
+  }
+  return s;
+}
+
+}  // namespace reactor

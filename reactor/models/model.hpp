@@ -1,0 +1,51 @@
+// Model: one way to drive a Protocol's sessions (epoll, fork, thread, reuseport). reactor-server
+// picks one by name; every model serves the same Protocol over TCP and UNIX stream listeners.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "reactor/address.hpp"
+#include "reactor/result.hpp"
+#include "reactor/session.hpp"
+
+namespace reactor {
+
+struct ModelOptions {
+  std::chrono::milliseconds idle_timeout{0};      // 0: none
+  std::size_t max_connections = 0;                // 0: unlimited
+  std::chrono::milliseconds shutdown_grace{5000};  // flushing time after SIGINT/SIGTERM
+  unsigned workers = 0;                           // reuseport: loops (0 = one per core)
+};
+
+struct ServerStats {
+  std::uint64_t accepted = 0;   // connections served
+  std::uint64_t closed = 0;
+  std::uint64_t failed = 0;     // closed with an error (reset, too slow, idle, ...)
+  std::uint64_t rejected = 0;   // over max_connections
+  std::uint64_t shed = 0;       // dropped for lack of file descriptors
+  std::uint64_t live = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t datagrams_in = 0;
+  std::uint64_t datagrams_out = 0;
+  std::uint64_t datagrams_too_large = 0;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  // Binds (port 0 -> a real port) and returns the bound address. Call before run().
+  virtual Result<Address> listen(const Address& address) = 0;
+  // Serves until SIGINT/SIGTERM (blocked and taken through a signalfd or equivalent) or
+  // request_stop(); then stops accepting, flushes within shutdown_grace, closes, returns.
+  virtual std::error_code run() = 0;
+  // Thread-safe.
+  virtual void request_stop() = 0;
+  // Totals; exact once run() has returned.
+  virtual ServerStats stats() const = 0;
+};
+
+}  // namespace reactor
