@@ -260,8 +260,9 @@ void Connection::flush_done() {
 void Connection::update_interest() {
   if (!is_open()) return;
   if (!options_.max_outbox) {
-    if (output_.size() > options_.high_water) {
+    if (output_.size() > options_.high_water && !(state_ & kReadPaused)) {
       state_ |= kReadPaused;
+      ++owner_.counters_.read_pauses;
     } else if ((state_ & kReadPaused) && output_.size() <= options_.low_water) {
       state_ &= ~kReadPaused;
     }

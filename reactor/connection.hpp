@@ -41,6 +41,7 @@ struct ConnectionCounters {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t messages_too_large = 0;
+  std::uint64_t read_pauses = 0;  // times backpressure stopped reading
 };
 
 class ConnectionSet;

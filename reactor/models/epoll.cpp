@@ -126,6 +126,7 @@ ServerStats EpollServer::stats() const {
   s.failed = c.failed;
   s.bytes_in = c.bytes_in;
   s.bytes_out = c.bytes_out;
+  s.read_pauses = c.read_pauses;
   s.live = connections_.size();
   s.rejected = rejected_;
   for (const auto& listener : listeners_) s.shed += listener->acceptor().stats().shed;
@@ -137,6 +138,61 @@ ServerStats EpollServer::stats() const {
     s.bytes_out += d->stats().bytes_out;
   }
   return s;
+}
+
+}  // namespace reactor
+
+namespace reactor {
+namespace {
+
+class EpollModel final : public Model {
+ public:
+  EpollModel(std::unique_ptr<Loop> loop, Protocol& protocol, const ModelOptions& options)
+      : loop_(std::move(loop)), options_(options), server_(*loop_, protocol, server_options(options)) {}
+
+  Result<Address> listen(const Address& address) override { return server_.listen(address); }
+
+  std::error_code run() override {
+    if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
+    auto on_signal = [](int, void* self) { static_cast<EpollModel*>(self)->begin_shutdown(); };
+    if (auto ec = loop_->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
+    loop_->run();
+    final_stats_ = server_.stats();
+    return {};
+  }
+
+  void request_stop() override {
+    loop_->post([this] { begin_shutdown(); });
+  }
+
+  ServerStats stats() const override { return final_stats_; }
+
+ private:
+  static ServerOptions server_options(const ModelOptions& m) {
+    ServerOptions s;
+    s.idle_timeout = m.idle_timeout;
+    s.max_connections = m.max_connections;
+    return s;
+  }
+  void begin_shutdown() {
+    if (stopping_) return;
+    stopping_ = true;
+    server_.shutdown(options_.shutdown_grace, [this] { loop_->stop(); });
+  }
+
+  std::unique_ptr<Loop> loop_;
+  ModelOptions options_;
+  EpollServer server_;
+  ServerStats final_stats_;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& options) {
+  auto loop = Loop::create();
+  if (!loop) return nullptr;
+  return std::make_unique<EpollModel>(std::move(*loop), protocol, options);
 }
 
 }  // namespace reactor

@@ -65,3 +65,11 @@ class EpollServer {
 };
 
 }  // namespace reactor
+
+namespace reactor {
+
+// The epoll model behind the Model interface: one Loop and one EpollServer on the calling
+// thread. run() takes SIGINT/SIGTERM through a signalfd and shuts down gracefully.
+std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& options);
+
+}  // namespace reactor

@@ -32,6 +32,7 @@ struct ServerStats {
   std::uint64_t datagrams_in = 0;
   std::uint64_t datagrams_out = 0;
   std::uint64_t datagrams_too_large = 0;
+  std::uint64_t read_pauses = 0;  // backpressure events (epoll model)
 };
 
 class Model {

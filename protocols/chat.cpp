@@ -1,0 +1,278 @@
+#include "protocols/chat.hpp"
+
+#include <charconv>
+
+namespace reactor::protocols {
+namespace {
+
+constexpr std::size_t kMaxNameLength = 32;
+constexpr std::size_t kMinMaxLine = 64;
+constexpr std::size_t kMaxMaxLine = 65536;
+
+constexpr std::string_view kGreeting =
+    "* welcome to reactor chat; choose a nick with /nick NAME (/help lists commands)\n";
+constexpr std::string_view kHelp =
+    "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit\n";
+constexpr std::string_view kNeedNick = "ERR set a nick first: /nick NAME\n";
+
+bool is_blank(char c) noexcept {
+  return c == ' ' || c == '\t';
+}
+
+std::string_view trim(std::string_view text) noexcept {
+  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+// Splits "word rest" at the first blank; `rest` loses its leading blanks.
+std::pair<std::string_view, std::string_view> split_word(std::string_view text) noexcept {
+  std::size_t end = 0;
+  while (end < text.size() && !is_blank(text[end])) ++end;
+  std::string_view rest = text.substr(end);
+  while (!rest.empty() && is_blank(rest.front())) rest.remove_prefix(1);
+  return {text.substr(0, end), rest};
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+void append_number(std::string& out, std::size_t n) {
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  out.append(digits, end);
+}
+
+}  // namespace
+
+bool is_valid_chat_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool parse_chat_config(std::string_view args, ChatConfig& config, std::string& error) {
+  while (!args.empty()) {
+    const std::size_t comma = args.find(',');
+    const std::string_view option = trim(args.substr(0, comma));
+    args = comma == std::string_view::npos ? std::string_view{} : args.substr(comma + 1);
+    if (option.empty()) continue;
+    const std::size_t equals = option.find('=');
+    const std::string_view key = option.substr(0, equals);
+    const std::string_view value =
+        equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
+    if (key == "lobby") {
+      if (!is_valid_chat_name(value)) {
+        error = "chat: lobby=ROOM needs 1 to 32 of A-Z a-z 0-9 _ -";
+        return false;
+      }
+      config.lobby = value;
+    } else if (key == "max-line") {
+      std::size_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc{} || end != value.data() + value.size() || n < kMinMaxLine ||
+          n > kMaxMaxLine) {
+        error = "chat: max-line=BYTES needs a number from 64 to 65536";
+        return false;
+      }
+      config.max_line = n;
+    } else {
+      error = "chat: unknown option '";
+      error += key;
+      error += "' (known: lobby=ROOM, max-line=BYTES)";
+      return false;
+    }
+  }
+  return true;
+}
+
+ChatSession::ChatSession(Hub& hub, const ChatConfig& config)
+    : hub_(hub), lobby_(config.lobby), lines_(config.max_line) {}
+
+void ChatSession::on_open(Peer& peer) {
+  peer_ = &peer;
+  peer.send(kGreeting);
+}
+
+std::size_t ChatSession::on_data(Peer& peer, std::span<const std::byte> bytes) {
+  peer_ = &peer;
+  const std::size_t size = bytes.size();
+  while (!quitting_) {
+    const auto event = lines_.next(bytes);
+    if (!event) break;
+    if (event->kind == LineSplitter::Event::Kind::too_long) {
+      peer.send("ERR line too long\n");
+    } else {
+      handle_line(peer, event->text);
+    }
+  }
+  return size;
+}
+
+void ChatSession::on_eof(Peer& peer) {
+  if (!quitting_) {
+    if (const auto last = lines_.finish()) handle_line(peer, *last);
+  }
+  peer.close();
+}
+
+void ChatSession::on_close(std::error_code reason) {
+  if (peer_ == nullptr) return;
+  hub_.forget(*peer_);
+  if (!room_.empty()) {
+    const std::string_view why =
+        reason == make_error_code(Errc::too_slow) ? " dropped (too slow)" : " left";
+    hub_.publish(room_, compose({"* ", nick_, why}), nullptr);
+  }
+  peer_ = nullptr;
+}
+
+void ChatSession::handle_line(Peer& peer, std::string_view line) {
+  if (line.empty()) return;
+  if (line.front() != '/') {
+    say(peer, line);
+    return;
+  }
+  const auto [command, args] = split_word(line.substr(1));
+  handle_command(peer, command, args);
+}
+
+void ChatSession::handle_command(Peer& peer, std::string_view command, std::string_view args) {
+  const auto is = [command](std::string_view name) { return equals_ignoring_case(command, name); };
+  if (is("nick")) {
+    set_nick(peer, trim(args));
+  } else if (is("rooms")) {
+    list_rooms(peer);
+  } else if (is("help")) {
+    peer.send(kHelp);
+  } else if (is("quit")) {
+    peer.send("OK bye\n");
+    quitting_ = true;
+    peer.close();
+  } else if (is("join") || is("who") || is("msg")) {
+    if (nick_.empty()) {
+      peer.send(kNeedNick);
+    } else if (is("join")) {
+      join(peer, trim(args));
+    } else if (is("who")) {
+      list_members(peer);
+    } else {
+      send_private(peer, args);
+    }
+  } else {
+    peer.send("ERR unknown command (try /help)\n");
+  }
+}
+
+void ChatSession::set_nick(Peer& peer, std::string_view name) {
+  if (name.empty()) return peer.send("ERR usage: /nick NAME\n");
+  if (!is_valid_chat_name(name)) {
+    return peer.send("ERR invalid nick: use 1 to 32 of A-Z a-z 0-9 _ -\n");
+  }
+  if (name == nick_) return send_line(peer, {"OK nick ", name});
+  if (!hub_.claim_name(name, peer)) return send_line(peer, {"ERR nick taken: ", name});
+
+  if (nick_.empty()) {
+    nick_ = name;
+    room_ = lobby_;
+    hub_.join(room_, peer);
+    hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+    send_line(peer, {"OK nick ", nick_, ", joined ", room_});
+    return;
+  }
+  hub_.publish(room_, compose({"* ", nick_, " is now ", name}), &peer);
+  nick_ = name;
+  send_line(peer, {"OK nick ", nick_});
+}
+
+void ChatSession::join(Peer& peer, std::string_view room) {
+  if (room.empty()) return peer.send("ERR usage: /join ROOM\n");
+  if (!is_valid_chat_name(room)) {
+    return peer.send("ERR invalid room: use 1 to 32 of A-Z a-z 0-9 _ -\n");
+  }
+  if (room == room_) return send_line(peer, {"OK joined ", room});
+  hub_.leave(room_, peer);
+  hub_.publish(room_, compose({"* ", nick_, " left"}), nullptr);
+  room_ = room;
+  hub_.join(room_, peer);
+  hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+  send_line(peer, {"OK joined ", room_});
+}
+
+void ChatSession::list_rooms(Peer& peer) {
+  const std::vector<RoomInfo> rooms = hub_.rooms();
+  out_.assign("OK ");
+  append_number(out_, rooms.size());
+  out_ += " rooms";
+  for (std::size_t i = 0; i < rooms.size(); ++i) {
+    out_ += i == 0 ? ": " : " ";
+    out_ += rooms[i].name;
+    out_ += '(';
+    append_number(out_, rooms[i].members);
+    out_ += ')';
+  }
+  out_ += '\n';
+  peer.send(out_);
+}
+
+void ChatSession::list_members(Peer& peer) {
+  const std::vector<std::string> names = hub_.members(room_);
+  out_.assign("OK ");
+  append_number(out_, names.size());
+  out_ += " in ";
+  out_ += room_;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    out_ += i == 0 ? ": " : " ";
+    out_ += names[i];
+  }
+  out_ += '\n';
+  peer.send(out_);
+}
+
+void ChatSession::send_private(Peer& peer, std::string_view args) {
+  const auto [target, text] = split_word(args);
+  if (target.empty() || text.empty()) return peer.send("ERR usage: /msg NICK TEXT\n");
+  if (!is_valid_chat_name(target) ||
+      !hub_.send_to(target, compose({"[private] ", nick_, ": ", text}))) {
+    return peer.send("ERR no such nick\n");
+  }
+  send_line(peer, {"OK sent to ", target});
+}
+
+void ChatSession::say(Peer& peer, std::string_view text) {
+  if (nick_.empty()) return peer.send(kNeedNick);
+  hub_.publish(room_, compose({nick_, ": ", text}), &peer);
+}
+
+void ChatSession::send_line(Peer& peer, std::initializer_list<std::string_view> parts) {
+  peer.send(compose(parts));
+}
+
+std::span<const std::byte> ChatSession::compose(std::initializer_list<std::string_view> parts) {
+  out_.clear();
+  for (const std::string_view part : parts) out_ += part;
+  out_ += '\n';
+  return as_bytes(out_);
+}
+
+std::unique_ptr<Session> ChatProtocol::open(Hub& hub) {
+  return std::make_unique<ChatSession>(hub, config_);
+}
+
+std::unique_ptr<Protocol> make_chat(std::string_view args, std::string& error) {
+  ChatConfig config;
+  if (!parse_chat_config(args, config, error)) return nullptr;
+  return std::make_unique<ChatProtocol>(std::move(config));
+}
+
+}  // namespace reactor::protocols

@@ -1,0 +1,45 @@
+// ForkModel: the classic process-per-connection server, driving the same Sessions as epoll.
+//
+// The parent (the thread in run(), which must be the process's only thread: fork() copies just
+// the calling thread) polls the listeners, a signalfd (SIGINT, SIGTERM, SIGCHLD), a wake-up
+// eventfd and one relay socket per child. Each accepted connection is served by a forked child
+// with blocking I/O (a BlockingConnection polling the client and its relay socket).
+//
+// Chat works through a relay: every child has a SOCK_SEQPACKET socketpair to the parent; its
+// Hub calls become frames, the parent keeps the rooms and names (a LocalHub whose members stand
+// for the children) and forwards deliveries to the other children. The children report their
+// byte counts and outcome in a final frame before _exit; the parent reaps them (no zombies).
+//
+// On SIGINT/SIGTERM or request_stop(): the listeners close, every child gets SIGTERM (it stops
+// reading, flushes, closes orderly), and children still alive after shutdown_grace get SIGKILL.
+#pragma once
+
+#include <memory>
+
+#include "reactor/models/model.hpp"
+
+namespace reactor {
+
+class ForkModel final : public Model {
+ public:
+  // `protocol` is borrowed; its open() runs in each child.
+  ForkModel(Protocol& protocol, const ModelOptions& options);
+  ~ForkModel() override;
+  ForkModel(const ForkModel&) = delete;
+  ForkModel& operator=(const ForkModel&) = delete;
+
+  // TCP and UNIX stream; UDP and SEQPACKET give Errc::wrong_transport. Call before run().
+  Result<Address> listen(const Address& address) override;
+  // Serves until SIGINT/SIGTERM or request_stop(). Once per model; single-threaded process.
+  std::error_code run() override;
+  void request_stop() override;
+  ServerStats stats() const override;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+std::unique_ptr<Model> make_fork_model(Protocol& protocol, const ModelOptions& options);
+
+}  // namespace reactor

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: the normal build, then the same suite under
+# AddressSanitizer + UndefinedBehaviorSanitizer, then the threaded tests under ThreadSanitizer.
+# Safe to rerun. Ends with one line "N passed, N failed" (test cases, all builds) and exits
+# non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in meson ninja g++ pkg-config python3; do command -v "$tool" >/dev/null || need+=("$tool"); done
+[ -f /usr/include/doctest/doctest.h ] || need+=(doctest)
+pkg-config --exists benchmark 2>/dev/null || need+=(benchmark)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing build dependencies (missing: ${need[*]})"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq meson ninja-build g++ pkg-config python3 \
+    libbenchmark-dev doctest-dev >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+builds=("build:" "build-asan:-Db_sanitize=address,undefined -Db_lundef=false")
+[ "${REACTOR_SKIP_TSAN:-0}" = 1 ] || builds+=("build-tsan:-Db_sanitize=thread -Db_lundef=false")
+failed_build=0
+for entry in "${builds[@]}"; do
+  dir=${entry%%:*}
+  opts=${entry#*:}
+  echo "== $dir ($opts)"
+  if [ ! -f "$dir/build.ninja" ]; then
+    # shellcheck disable=SC2086
+    meson setup "$dir" $opts -Dbuildtype=debugoptimized >/dev/null || { failed_build=1; continue; }
+  fi
+  ninja -C "$dir" -j "$jobs" >/dev/null || { echo "build failed: $dir"; ninja -C "$dir" -j1 2>&1 | tail -30; failed_build=1; continue; }
+  suites=()
+  # TSan covers the threaded code: post(), the thread and reuseport models.
+  [ "$dir" = build-tsan ] && suites=(--suite threaded)
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    meson test -C "$dir" --print-errorlogs --no-rebuild --num-processes 2 "${suites[@]}" \
+    > "$dir/test-output.txt" 2>&1
+  tail -n 12 "$dir/test-output.txt"
+done
+
+python3 tests/count_cases.py "${builds[@]%%:*}"
+status=$?
+[ $failed_build -eq 0 ] || { echo "a build failed"; exit 1; }
+exit $status

@@ -1,0 +1,119 @@
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "reactor/buffer.hpp"
+#include "reactor/fd.hpp"
+#include "reactor/session.hpp"
+#include "support.hpp"
+
+using reactor::Buffer;
+
+TEST_CASE("a new buffer owns no memory") {
+  Buffer b;
+  CHECK(b.empty());
+  CHECK(b.capacity() == 0);
+  CHECK(b.readable().empty());
+}
+
+TEST_CASE("append then consume returns the bytes in order and frees memory when drained") {
+  Buffer b;
+  REQUIRE(b.append(reactor::as_bytes("hello ")));
+  REQUIRE(b.append(reactor::as_bytes("world")));
+  CHECK(reactor::as_text(b.readable()) == "hello world");
+  b.consume(6);
+  CHECK(reactor::as_text(b.readable()) == "world");
+  CHECK(b.capacity() > 0);
+  b.consume(5);
+  CHECK(b.empty());
+  CHECK(b.capacity() == 0);
+}
+
+TEST_CASE("consuming more than is held empties the buffer") {
+  Buffer b;
+  REQUIRE(b.append(reactor::as_bytes("abc")));
+  b.consume(100);
+  CHECK(b.empty());
+}
+
+TEST_CASE("growth keeps content across many appends and partial consumes") {
+  Buffer b;
+  std::string expected;
+  for (int i = 0; i < 5000; ++i) {
+    std::string piece = std::to_string(i) + ",";
+    REQUIRE(b.append(reactor::as_bytes(piece)));
+    expected += piece;
+    if (i % 7 == 0) {
+      b.consume(3);
+      expected.erase(0, 3);
+    }
+  }
+  CHECK(reactor::as_text(b.readable()) == expected);
+}
+
+TEST_CASE("moving a buffer moves its bytes") {
+  Buffer a;
+  REQUIRE(a.append(reactor::as_bytes("xyz")));
+  Buffer b(std::move(a));
+  CHECK(reactor::as_text(b.readable()) == "xyz");
+  Buffer c;
+  c = std::move(b);
+  CHECK(reactor::as_text(c.readable()) == "xyz");
+}
+
+TEST_CASE("read_from takes a small read into an empty buffer through the spill") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  reactor::Fd a(sv[0]), b(sv[1]);
+  test::send_all(b.get(), "ping");
+  Buffer buf;
+  CHECK(buf.read_from(a.get()) == 4);
+  CHECK(reactor::as_text(buf.readable()) == "ping");
+}
+
+TEST_CASE("read_from fills the tail first and spills the rest, keeping order") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  reactor::Fd a(sv[0]), b(sv[1]);
+  REQUIRE_FALSE(reactor::set_buffer_sizes(a.get(), 1 << 20, 0));
+  REQUIRE_FALSE(reactor::set_buffer_sizes(b.get(), 0, 1 << 20));
+  Buffer buf;
+  REQUIRE(buf.append(reactor::as_bytes("head:")));
+  std::size_t tail = buf.capacity() - buf.size();
+  REQUIRE(tail > 0);
+  auto payload = test::random_bytes(tail + 1000, 7);
+  test::send_all(b.get(), payload);
+  std::size_t got = 0;
+  while (got < payload.size()) {
+    auto n = buf.read_from(a.get());
+    REQUIRE(n > 0);
+    got += static_cast<std::size_t>(n);
+  }
+  auto readable = buf.readable();
+  REQUIRE(readable.size() == 5 + payload.size());
+  CHECK(std::memcmp(readable.data() + 5, payload.data(), payload.size()) == 0);
+}
+
+TEST_CASE("read_from reports EOF as 0 and errors as -1") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  reactor::Fd a(sv[0]), b(sv[1]);
+  b.reset();
+  Buffer buf;
+  CHECK(buf.read_from(a.get()) == 0);
+  CHECK(buf.read_from(-1) == -1);
+}
+
+TEST_CASE("write_to sends what the kernel takes and keeps the rest") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  reactor::Fd a(sv[0]), b(sv[1]);
+  auto payload = test::random_bytes(4 << 20, 3);  // more than a socket buffer holds
+  Buffer buf;
+  REQUIRE(buf.append(payload));
+  auto n = buf.write_to(a.get());
+  REQUIRE(n > 0);
+  CHECK(static_cast<std::size_t>(n) < payload.size());
+  CHECK(buf.size() == payload.size() - static_cast<std::size_t>(n));
+}

@@ -1,0 +1,159 @@
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+
+#include "fake_peer.hpp"
+#include "protocols/plugin_loader.hpp"
+#include "reactor/local_hub.hpp"
+#include "reactor/plugin.hpp"
+
+using reactor::protocols::load_plugin;
+using reactor::protocols::PluginErrc;
+using reactor::protocols::Registry;
+
+namespace {
+
+// Loads a plugin that must fail and returns the error; `detail` receives the specifics.
+std::error_code load_error(const std::string& path, std::string& detail) {
+  Registry registry;
+  const std::size_t before = registry.list().size();
+  auto loaded = load_plugin(path, registry, &detail);
+  CHECK_FALSE(loaded.ok());
+  CHECK(registry.list().size() == before);
+  return loaded.error();
+}
+
+}  // namespace
+
+TEST_CASE("the example kv plugin loads and registers its protocol") {
+  Registry registry;
+  std::string detail;
+  auto loaded = load_plugin(KV_PLUGIN_PATH, registry, &detail);
+  REQUIRE_MESSAGE(loaded.ok(), loaded.error().message(), ": ", detail);
+  CHECK(loaded->info.name == "kv");
+  CHECK(loaded->info.transports == (reactor::kTcp | reactor::kUnixStream));
+  CHECK_FALSE(loaded->info.uses_hub);
+  CHECK(loaded->path == KV_PLUGIN_PATH);
+
+  const auto* entry = registry.find("kv");
+  REQUIRE(entry != nullptr);
+  CHECK(entry->info.summary == loaded->info.summary);
+  CHECK(registry.list().back().info.name == "kv");
+}
+
+TEST_CASE("a kv protocol from the plugin answers through a FakePeer") {
+  Registry registry;
+  REQUIRE(load_plugin(KV_PLUGIN_PATH, registry).ok());
+  std::string error;
+  auto kv = registry.create("kv", "", error);
+  REQUIRE_MESSAGE(kv != nullptr, error);
+
+  reactor::LocalHub hub;
+  test::FakeConnection alice(*kv, hub);
+  test::FakeConnection bob(*kv, hub);
+  alice.feed("SET colour deep blue\r\nGET col");
+  CHECK(alice.unconsumed() == 7);
+  alice.feed("our\nGET nothing\n");
+  CHECK(alice.peer.take() == "OK\nOK deep blue\nERR no such key\n");
+
+  bob.feed("GET colour\nDEL colour\nDEL colour\nGET colour\nFLY away\nGET\n");
+  CHECK(bob.peer.take_lines() ==
+        std::vector<std::string>{"OK deep blue", "OK", "ERR no such key", "ERR no such key",
+                                 "ERR usage: SET key value | GET key | DEL key",
+                                 "ERR usage: SET key value | GET key | DEL key"});
+}
+
+TEST_CASE("plugin args reach the plugin; its refusal comes back as the error") {
+  Registry registry;
+  REQUIRE(load_plugin(KV_PLUGIN_PATH, registry).ok());
+  REQUIRE(load_plugin(PREFIX_PLUGIN_PATH, registry).ok());
+  std::string error;
+  CHECK(registry.create("kv", "size=10", error) == nullptr);
+  CHECK(error == "kv: this protocol takes no arguments");
+
+  error.clear();
+  CHECK(registry.create("prefix", "", error) == nullptr);
+  CHECK(error == "prefix: needs the prefix as its argument");
+
+  error.clear();
+  auto prefix = registry.create("prefix", "> ", error);
+  REQUIRE_MESSAGE(prefix != nullptr, error);
+  CHECK(prefix->max_outbox() == 12345);
+  reactor::LocalHub hub;
+  test::FakeConnection connection(*prefix, hub);
+  connection.feed("hi");
+  CHECK(connection.peer.take() == "> hi");
+}
+
+TEST_CASE("a missing file is file_missing") {
+  std::string detail;
+  CHECK(load_error("/nonexistent/dir/libnothing.so", detail) == PluginErrc::file_missing);
+  CHECK(detail.find("/nonexistent/dir/libnothing.so") != std::string::npos);
+
+  CHECK(load_error("libnothing-here.so", detail) == PluginErrc::file_missing);
+  CHECK(detail.find("./libnothing-here.so") != std::string::npos);
+}
+
+TEST_CASE("a text file or a directory is not_a_shared_object") {
+  std::string detail;
+  CHECK(load_error(NOT_A_PLUGIN_PATH, detail) == PluginErrc::not_a_shared_object);
+  CHECK(load_error("/", detail) == PluginErrc::not_a_shared_object);
+}
+
+TEST_CASE("an ELF object dlopen refuses is load_failed, with dlerror's reason") {
+  std::string detail;
+  CHECK(load_error(UNRESOLVED_PLUGIN_PATH, detail) == PluginErrc::load_failed);
+  CHECK(detail.find("reactor_test_symbol_nobody_defines") != std::string::npos);
+}
+
+TEST_CASE("a shared object without the entry point is entry_point_missing") {
+  std::string detail;
+  CHECK(load_error(NO_ENTRY_PLUGIN_PATH, detail) == PluginErrc::entry_point_missing);
+  CHECK(detail.find("reactor_plugin_v1") != std::string::npos);
+}
+
+TEST_CASE("a plugin built for another ABI version is abi_mismatch") {
+  std::string detail;
+  CHECK(load_error(BAD_ABI_PLUGIN_PATH, detail) == PluginErrc::abi_mismatch);
+  CHECK(detail.find("ABI 2, this server speaks 1") != std::string::npos);
+}
+
+TEST_CASE("a plugin named like a built-in or an already loaded plugin is name_taken") {
+  std::string detail;
+  CHECK(load_error(CLASH_PLUGIN_PATH, detail) == PluginErrc::name_taken);
+  CHECK(detail.find("'echo'") != std::string::npos);
+
+  Registry registry;
+  REQUIRE(load_plugin(KV_PLUGIN_PATH, registry).ok());
+  const std::size_t loaded = registry.list().size();
+  auto again = load_plugin(KV_PLUGIN_PATH, registry);
+  CHECK(again.error() == PluginErrc::name_taken);
+  CHECK(registry.list().size() == loaded);
+  std::string error;
+  CHECK(registry.create("kv", "", error) != nullptr);
+}
+
+TEST_CASE("every load error has its own message under the plugin category") {
+  std::set<std::string> messages;
+  for (int code = 1; code <= static_cast<int>(PluginErrc::name_taken); ++code) {
+    const std::error_code ec = static_cast<PluginErrc>(code);
+    CHECK(ec.category().name() == std::string("plugin"));
+    messages.insert(ec.message());
+  }
+  CHECK(messages.size() == static_cast<std::size_t>(PluginErrc::name_taken));
+  CHECK(reactor::describe("--plugin x.so", PluginErrc::file_missing) ==
+        "--plugin x.so: plugin file not found");
+}
+
+TEST_CASE("REACTOR_PLUGIN's create catches, copies and truncates errors") {
+  struct Picky final : reactor::Protocol {
+    explicit Picky(std::string_view) { throw std::runtime_error("a rather long complaint"); }
+    std::unique_ptr<reactor::Session> open(reactor::Hub&) override { return nullptr; }
+  };
+  constexpr auto info = reactor::make_plugin_info<Picky>("picky", "", reactor::kTcp, false);
+  char error[8] = "xxxxxxx";
+  CHECK(info.create("", error, sizeof error) == nullptr);
+  CHECK(std::string(error) == "a rathe");
+  CHECK(info.create(nullptr, nullptr, 0) == nullptr);
+}

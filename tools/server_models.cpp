@@ -1,0 +1,13 @@
+#include "server_models.hpp"
+
+#include "reactor/models/epoll.hpp"
+
+namespace reactor::tools {
+
+std::unique_ptr<Model> make_model(std::string_view name, Protocol& protocol,
+                                  const ModelOptions& options) {
+  if (name == "epoll") return make_epoll_model(protocol, options);
+  return nullptr;
+}
+
+}  // namespace reactor::tools
