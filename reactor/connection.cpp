@@ -352,6 +352,8 @@ void Connection::finalize() {
   } catch (...) {
     // A throwing on_close has nothing left to lose: the connection is gone already.
   }
+  // Whatever the session did, no Hub may keep a pointer to a peer that is about to go.
+  if (options_.hub != nullptr) options_.hub->forget(*this);
 }
 
 ConnectionSet::~ConnectionSet() {

@@ -31,6 +31,7 @@ struct ConnectionOptions {
   std::size_t max_input = 1u << 20;    // unconsumed input allowed before closing
   std::chrono::milliseconds idle_timeout{0};  // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
+  Hub* hub = nullptr;  // if set, a closed peer is forgotten there after its on_close
 };
 
 // Server-wide counters, updated as connections live and die.

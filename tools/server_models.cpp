@@ -1,12 +1,14 @@
 #include "server_models.hpp"
 
 #include "reactor/models/epoll.hpp"
+#include "reactor/models/reuseport.hpp"
 
 namespace reactor::tools {
 
 std::unique_ptr<Model> make_model(std::string_view name, Protocol& protocol,
                                   const ModelOptions& options) {
   if (name == "epoll") return make_epoll_model(protocol, options);
+  if (name == "reuseport") return make_reuseport_model(protocol, options);
   return nullptr;
 }
 

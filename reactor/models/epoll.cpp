@@ -30,6 +30,7 @@ EpollServer::EpollServer(Loop& loop, Protocol& protocol, const ServerOptions& op
   connection_options_.idle_timeout = options.idle_timeout;
   connection_options_.max_outbox = protocol.max_outbox();
   connection_options_.max_input = protocol.max_input();
+  connection_options_.hub = hub_;
   ignore_sigpipe();
 }
 

@@ -1,0 +1,117 @@
+#include "reactor/models/reuseport.hpp"
+
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include "reactor/error.hpp"
+#include "reactor/models/epoll.hpp"
+#include "reactor/models/shard_hub.hpp"
+
+namespace reactor {
+namespace {
+
+class ReuseportModel final : public Model {
+ public:
+  ReuseportModel(std::vector<std::unique_ptr<Loop>> loops, Protocol& protocol,
+                 const ModelOptions& options)
+      : options_(options), loops_(std::move(loops)), hub_(raw(loops_)) {
+    ServerOptions server_options;
+    server_options.idle_timeout = options.idle_timeout;
+    // The limit is per process; each loop takes its share (rounded up).
+    if (options.max_connections != 0) {
+      server_options.max_connections = (options.max_connections + loops_.size() - 1) / loops_.size();
+    }
+    server_options.reuse_port = true;
+    for (std::size_t i = 0; i < loops_.size(); ++i) {
+      servers_.push_back(
+          std::make_unique<EpollServer>(*loops_[i], protocol, server_options, &hub_.shard(i)));
+    }
+  }
+
+  ~ReuseportModel() override {
+    servers_.clear();  // sessions close (and leave the hub) while the hub and loops exist
+  }
+
+  Result<Address> listen(const Address& address) override {
+    auto bound = servers_[0]->listen(address);
+    if (!bound) return bound;
+    // UNIX sockets cannot share a path: the first loop serves those alone.
+    if (address.is_unix()) return bound;
+    for (std::size_t i = 1; i < servers_.size(); ++i) {
+      auto more = servers_[i]->listen(*bound);  // the same concrete port, SO_REUSEPORT
+      if (!more) return more.error();
+    }
+    return bound;
+  }
+
+  std::error_code run() override {
+    // Block the signals before starting threads, so only loop 0's signalfd sees them.
+    if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
+    auto on_signal = [](int, void* self) { static_cast<ReuseportModel*>(self)->request_stop(); };
+    if (auto ec = loops_[0]->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < loops_.size(); ++i) {
+      threads.emplace_back([loop = loops_[i].get()] { loop->run(); });
+    }
+    loops_[0]->run();
+    for (auto& t : threads) t.join();
+    for (const auto& server : servers_) add(final_stats_, server->stats());
+    return {};
+  }
+
+  void request_stop() override {
+    for (std::size_t i = 0; i < loops_.size(); ++i) {
+      Loop* loop = loops_[i].get();
+      EpollServer* server = servers_[i].get();
+      loop->post([loop, server, grace = options_.shutdown_grace] {
+        server->shutdown(grace, [loop] { loop->stop(); });
+      });
+    }
+  }
+
+  ServerStats stats() const override { return final_stats_; }
+
+ private:
+  static std::vector<Loop*> raw(const std::vector<std::unique_ptr<Loop>>& loops) {
+    std::vector<Loop*> out;
+    for (const auto& l : loops) out.push_back(l.get());
+    return out;
+  }
+  static void add(ServerStats& total, const ServerStats& s) {
+    total.accepted += s.accepted;
+    total.closed += s.closed;
+    total.failed += s.failed;
+    total.rejected += s.rejected;
+    total.shed += s.shed;
+    total.live += s.live;
+    total.bytes_in += s.bytes_in;
+    total.bytes_out += s.bytes_out;
+    total.datagrams_in += s.datagrams_in;
+    total.datagrams_out += s.datagrams_out;
+    total.datagrams_too_large += s.datagrams_too_large;
+    total.read_pauses += s.read_pauses;
+  }
+
+  ModelOptions options_;
+  std::vector<std::unique_ptr<Loop>> loops_;
+  ShardHub hub_;
+  std::vector<std::unique_ptr<EpollServer>> servers_;
+  ServerStats final_stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_reuseport_model(Protocol& protocol, const ModelOptions& options) {
+  unsigned workers = options.workers;
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<Loop>> loops;
+  for (unsigned i = 0; i < workers; ++i) {
+    auto loop = Loop::create();
+    if (!loop) return nullptr;
+    loops.push_back(std::move(*loop));
+  }
+  return std::make_unique<ReuseportModel>(std::move(loops), protocol, options);
+}
+
+}  // namespace reactor
