@@ -94,6 +94,16 @@ std::string_view scheme_of(Transport t) noexcept {
 int Address::socket_type() const noexcept { return socket_type_of(transport_); }
 
 Result<std::vector<Address>> Address::resolve_all(std::string_view url) {
+  return resolve(url, true);
+}
+
+Result<Address> Address::parse_numeric(std::string_view url) {
+  auto all = resolve(url, false);
+  if (!all) return all.error();
+  return all->front();
+}
+
+Result<std::vector<Address>> Address::resolve(std::string_view url, bool use_resolver) {
   auto parts = split(url);
   if (!parts) return parts.error();
   std::vector<Address> out;
@@ -138,6 +148,7 @@ Result<std::vector<Address>> Address::resolve_all(std::string_view url) {
     return out;
   }
   if (parts->host.find_first_of("[]/ ") != std::string_view::npos) return Errc::bad_host;
+  if (!use_resolver) return Errc::host_not_numeric;
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

@@ -44,6 +44,9 @@ class Address {
   static Result<Address> parse(std::string_view url);
   // Every address a host name resolves to, in getaddrinfo's order.
   static Result<std::vector<Address>> resolve_all(std::string_view url);
+  // Like parse, but never asks the resolver: a host must be a numeric IPv4/IPv6 address (or
+  // empty/*). For fuzzers and tests that must not send DNS queries.
+  static Result<Address> parse_numeric(std::string_view url);
   // From a kernel-filled sockaddr (accept, recvfrom, getsockname).
   static Address from_sockaddr(const sockaddr* sa, socklen_t len, Transport transport);
 
@@ -65,6 +68,8 @@ class Address {
   friend bool operator==(const Address& a, const Address& b) noexcept;
 
  private:
+  static Result<std::vector<Address>> resolve(std::string_view url, bool use_resolver);
+
   sockaddr_storage storage_{};
   socklen_t length_ = 0;
   Transport transport_ = Transport::tcp;

@@ -24,6 +24,7 @@ class ReactorCategory final : public std::error_category {
       case Errc::session_failed: return "protocol handler failed";
       case Errc::wrong_transport: return "operation does not fit this transport";
       case Errc::shutting_down: return "server shutting down";
+      case Errc::host_not_numeric: return "host is not a numeric IP address";
     }
     return "unknown reactor error";
   }

@@ -20,6 +20,7 @@ enum class Errc {
   session_failed,       // the protocol handler threw; its connection was closed
   wrong_transport,      // operation does not fit the address's transport
   shutting_down,        // server is stopping
+  host_not_numeric,     // parse_numeric() got a host name
 };
 
 const std::error_category& reactor_category() noexcept;
