@@ -40,8 +40,8 @@ class Loop::Wakeup final : public Watcher {
 
 class Loop::SignalWatcher final : public Watcher {
  public:
-  SignalWatcher(Fd fd, sigset_t set, SignalHandler handler, void* context)
-      : fd_(std::move(fd)), set_(set), handler_(handler), context_(context) {}
+  SignalWatcher(Fd fd, SignalHandler handler, void* context)
+      : fd_(std::move(fd)), handler_(handler), context_(context) {}
   int fd() const { return fd_.get(); }
   WatchId id = kNoWatch;
   void on_events(std::uint32_t) override {
@@ -53,7 +53,6 @@ class Loop::SignalWatcher final : public Watcher {
 
  private:
   Fd fd_;
-  sigset_t set_;
   SignalHandler handler_;
   void* context_;
 };
@@ -220,7 +219,7 @@ std::error_code Loop::handle_signals(std::initializer_list<int> signals, SignalH
   Fd fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!fd) return last_errno();
   if (signals_) unwatch(signals_->id);
-  auto watcher = std::make_unique<SignalWatcher>(std::move(fd), set, handler, context);
+  auto watcher = std::make_unique<SignalWatcher>(std::move(fd), handler, context);
   auto id = watch(watcher->fd(), EPOLLIN, *watcher);
   if (!id) return id.error();
   watcher->id = *id;

@@ -10,24 +10,32 @@ need=()
 for tool in meson ninja g++ pkg-config python3; do command -v "$tool" >/dev/null || need+=("$tool"); done
 [ -f /usr/include/doctest/doctest.h ] || need+=(doctest)
 pkg-config --exists benchmark 2>/dev/null || need+=(benchmark)
+command -v clang++ >/dev/null || need+=(clang)
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libfuzzer)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing build dependencies (missing: ${need[*]})"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq meson ninja-build g++ pkg-config python3 \
-    libbenchmark-dev doctest-dev >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
+    libbenchmark-dev doctest-dev clang libclang-rt-14-dev iproute2 >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
+# name:meson options. build-fuzz is configured with clang (libFuzzer) and runs only the fuzzers,
+# each for FUZZ_SECONDS (default 20).
 builds=("build:" "build-asan:-Db_sanitize=address,undefined -Db_lundef=false")
 [ "${REACTOR_SKIP_TSAN:-0}" = 1 ] || builds+=("build-tsan:-Db_sanitize=thread -Db_lundef=false")
+[ "${REACTOR_SKIP_FUZZ:-0}" = 1 ] || builds+=("build-fuzz:-Dfuzz=true -Dtests=false -Dbench=false -Db_sanitize=address,undefined -Db_lundef=false -Dfuzz_seconds=${FUZZ_SECONDS:-20}")
 failed_build=0
 for entry in "${builds[@]}"; do
   dir=${entry%%:*}
   opts=${entry#*:}
   echo "== $dir ($opts)"
   if [ ! -f "$dir/build.ninja" ]; then
+    compiler=
+    [ "$dir" = build-fuzz ] && compiler=clang++
     # shellcheck disable=SC2086
-    meson setup "$dir" $opts -Dbuildtype=debugoptimized >/dev/null || { failed_build=1; continue; }
+    CXX=${compiler:-${CXX:-c++}} meson setup "$dir" $opts -Dbuildtype=debugoptimized >/dev/null \
+      || { failed_build=1; continue; }
   fi
   ninja -C "$dir" -j "$jobs" >/dev/null || { echo "build failed: $dir"; ninja -C "$dir" -j1 2>&1 | tail -30; failed_build=1; continue; }
   suites=()
