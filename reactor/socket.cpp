@@ -48,6 +48,9 @@ Result<Fd> listen_on(const Address& address, const ListenOptions& options) {
     if (options.reuse_port) {
       if (auto ec = set_reuse_port(s, true)) return ec;
     }
+    if (options.no_delay && address.transport() == Transport::tcp) {
+      if (auto ec = set_no_delay(s, true)) return ec;
+    }
     if (address.family() == AF_INET6) {
       if (auto ec = set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, options.v6_only ? 1 : 0)) {
         return ec;

@@ -1,5 +1,8 @@
 // Echo over every transport through a real EpollServer on loopback, compared byte for byte.
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -165,4 +168,20 @@ TEST_CASE("a UDP datagram larger than the endpoint's buffer is counted and repor
   REQUIRE(n == 100);  // only the datagram that fit came back
   back.resize(100);
   CHECK(back == small);
+}
+
+TEST_CASE("TCP listeners set TCP_NODELAY once and accepted sockets inherit it") {
+  auto listener = reactor::listen_on(test::parse("tcp://127.0.0.1:0"));
+  REQUIRE(listener.ok());
+  auto bound = reactor::local_address(listener->get(), reactor::Transport::tcp);
+  REQUIRE(bound.ok());
+  auto client = test::connect_to(*bound);
+  pollfd p{listener->get(), POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 10000) == 1);
+  reactor::Fd accepted(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
+  REQUIRE(accepted);
+  int on = 0;
+  socklen_t len = sizeof(on);
+  REQUIRE(::getsockopt(accepted.get(), IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0);
+  CHECK(on == 1);
 }

@@ -76,7 +76,6 @@ void EpollServer::accept(Fd fd, Transport transport) {
     ++rejected_;
     return;  // fd closes here: the client sees the connection closed at once
   }
-  if (transport == Transport::tcp) set_no_delay(fd.get(), true);
   std::unique_ptr<Session> session;
   try {
     session = protocol_.open(*hub_);
