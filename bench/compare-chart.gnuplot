@@ -16,7 +16,7 @@ set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
 set format y "%.0s%c"
-set key top right
+set key outside bottom center horizontal
 set xtics nomirror
 
 set title "connections per second (connect, 64 B echo, close)"
@@ -26,6 +26,7 @@ plot datafile using 2:xtic(1) title "c=1" lc rgb '#9ecae1', \
      '' using 4 title "c=64" lc rgb '#08519c'
 
 set title "echo throughput (50 connections x 16 in flight x 64 B)"
+set format y "%.1s%c"
 set ylabel "messages/s"
 plot datafile using 5:xtic(1) title "msgs/s" lc rgb '#31a354'
 

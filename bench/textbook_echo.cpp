@@ -56,7 +56,8 @@ int open_listener(std::string_view url, std::string& bound) {
   if (url.starts_with("unix:")) {
     std::string path(url.substr(5));
     sockaddr_un sun{};
-    if (path.empty() || path.size() >= sizeof(sun.sun_path)) usage_error("bad unix path in --listen");
+    if (path.empty() || path.size() >= sizeof(sun.sun_path))
+      usage_error("bad unix path in --listen");
     sun.sun_family = AF_UNIX;
     std::memcpy(sun.sun_path, path.data(), path.size());
     struct stat st {};
@@ -81,7 +82,8 @@ int open_listener(std::string_view url, std::string& bound) {
   sin.sin_family = AF_INET;
   sin.sin_port = htons(static_cast<std::uint16_t>(p));
   if (host == "*" || host.empty()) host = "0.0.0.0";
-  if (::inet_pton(AF_INET, host.c_str(), &sin.sin_addr) != 1) usage_error("--listen: host must be a numeric IPv4 address");
+  if (::inet_pton(AF_INET, host.c_str(), &sin.sin_addr) != 1)
+    usage_error("--listen: host must be a numeric IPv4 address");
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) die("socket");
   int one = 1;
@@ -171,7 +173,8 @@ void on_acceptable(int ep, int listener, int& spare_fd, Counters& c) {
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // fails harmlessly on UNIX
-    if (static_cast<std::size_t>(fd) >= g_pending.size()) g_pending.resize(static_cast<std::size_t>(fd) + 1);
+    if (static_cast<std::size_t>(fd) >= g_pending.size())
+      g_pending.resize(static_cast<std::size_t>(fd) + 1);
     ++c.connections;
     watch(ep, EPOLL_CTL_ADD, fd, EPOLLIN);
   }
@@ -243,6 +246,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (bound.starts_with("unix:")) ::unlink(bound.c_str() + 5);
   std::printf("summary: connections=%llu bytes_in=%llu bytes_out=%llu\n", c.connections, c.bytes_in,
               c.bytes_out);
   std::fflush(stdout);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job: sets up, builds (release) and runs the model comparison benchmark
+# (epoll vs fork vs thread vs reuseport vs a textbook epoll echo server, same echo protocol).
+# Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
+# Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in meson ninja g++ pkg-config gnuplot taskset; do command -v "$tool" >/dev/null || need+=("$tool"); done
+[ -f /usr/include/doctest/doctest.h ] || need+=(doctest)
+pkg-config --exists benchmark 2>/dev/null || need+=(benchmark)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing (missing: ${need[*]})"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq meson ninja-build g++ pkg-config libbenchmark-dev doctest-dev \
+    gnuplot-nox util-linux >/dev/null
+fi
+
+if [ ! -f build-release/build.ninja ]; then
+  meson setup build-release -Dbuildtype=release -Dtests=false >/dev/null
+fi
+ninja -C build-release >/dev/null
+exec build-release/tools/reactor-bench "$@"

@@ -1,0 +1,693 @@
+// reactor-load and reactor-bench: their pure parts (histogram, byte pattern, command lines, JSON,
+// /proc parsing, table output) as unit tests, and, in TEST_SUITE("integration"), the real
+// programs against textbook-echo. The integration cases find the binaries through the
+// TEXTBOOK_ECHO, REACTOR_LOAD and REACTOR_BENCH environment variables (set by meson).
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_options.hpp"
+#include "bench_process.hpp"
+#include "bench_table.hpp"
+#include "load_histogram.hpp"
+#include "load_json.hpp"
+#include "load_options.hpp"
+#include "load_pattern.hpp"
+#include "load_proc.hpp"
+#include "load_report.hpp"
+
+namespace {
+
+using load::LatencyHistogram;
+
+// Within `rel` relative error.
+bool near(double actual, double expected, double rel) {
+  return std::fabs(actual - expected) <= rel * std::fabs(expected);
+}
+
+load::ParseResult parse(std::initializer_list<std::string_view> args) {
+  return load::parse_load_options(std::vector<std::string_view>(args));
+}
+
+std::string error_of(const load::ParseResult& r) {
+  auto* e = std::get_if<load::ParseError>(&r);
+  return e ? e->message : std::string("<no error>");
+}
+
+}  // namespace
+
+TEST_SUITE("load histogram") {
+  TEST_CASE(
+      "every bucket's width is at most 1/64 of its lowest value, and buckets tile the range") {
+    for (std::size_t i = 1; i + 1 < LatencyHistogram::kBucketCount; ++i) {
+      CHECK(LatencyHistogram::lowest_of(i) + LatencyHistogram::width_of(i) ==
+            LatencyHistogram::lowest_of(i + 1));
+      if (i >= LatencyHistogram::kSubBuckets) {
+        CHECK(LatencyHistogram::width_of(i) * 64 <= LatencyHistogram::lowest_of(i));
+      }
+    }
+    std::mt19937_64 rng(7);
+    for (int k = 0; k < 100000; ++k) {
+      std::uint64_t v = rng() >> (rng() % 64);
+      std::size_t i = LatencyHistogram::index_of(v);
+      REQUIRE(i < LatencyHistogram::kBucketCount);
+      CHECK(LatencyHistogram::lowest_of(i) <= v);
+      CHECK(v - LatencyHistogram::lowest_of(i) < LatencyHistogram::width_of(i));
+    }
+    CHECK(LatencyHistogram::index_of(~std::uint64_t{0}) == LatencyHistogram::kBucketCount - 1);
+  }
+
+  TEST_CASE("an empty histogram reports zeros") {
+    LatencyHistogram h;
+    CHECK(h.count() == 0);
+    CHECK(h.percentile(50) == 0);
+    CHECK(h.percentile(99.9) == 0);
+    CHECK(h.max() == 0);
+    CHECK(h.min() == 0);
+  }
+
+  TEST_CASE("small values are exact") {
+    LatencyHistogram h;
+    for (std::uint64_t v = 1; v <= 50; ++v) h.record(v);
+    CHECK(h.percentile(50) == 25);
+    CHECK(h.percentile(100) == 50);
+    CHECK(h.percentile(0) == 1);
+    CHECK(h.percentile(2) == 1);
+    CHECK(h.percentile(3) == 2);  // nearest rank: ceil(0.03 * 50) = 2
+  }
+
+  TEST_CASE("a constant distribution reports that value at every percentile") {
+    LatencyHistogram h;
+    for (int i = 0; i < 1000; ++i) h.record(123456);
+    for (double p : {0.0, 50.0, 99.0, 99.9, 100.0}) CHECK(h.percentile(p) == 123456);
+    CHECK(h.mean() == doctest::Approx(123456));
+  }
+
+  TEST_CASE("uniform 1..1e6 ns: percentiles within 1%") {
+    LatencyHistogram h;
+    for (std::uint64_t v = 1; v <= 1'000'000; ++v) h.record(v);
+    CHECK(near(static_cast<double>(h.percentile(50)), 500'000, 0.01));
+    CHECK(near(static_cast<double>(h.percentile(90)), 900'000, 0.01));
+    CHECK(near(static_cast<double>(h.percentile(99)), 990'000, 0.01));
+    CHECK(near(static_cast<double>(h.percentile(99.9)), 999'000, 0.01));
+    CHECK(h.max() == 1'000'000);
+    CHECK(h.min() == 1);
+    CHECK(h.mean() == doctest::Approx(500'000.5));
+  }
+
+  TEST_CASE("exponential distribution: percentiles match -mean*ln(1-q) within 1%") {
+    const double mean = 50'000;  // 50 us
+    const int n = 200'000;
+    LatencyHistogram h;
+    for (int i = 0; i < n; ++i) {
+      double q = (i + 0.5) / n;
+      h.record(static_cast<std::uint64_t>(-mean * std::log(1 - q)));
+    }
+    for (double p : {50.0, 90.0, 99.0, 99.9}) {
+      double expected = -mean * std::log(1 - p / 100);
+      CAPTURE(p);
+      CHECK(near(static_cast<double>(h.percentile(p)), expected, 0.01));
+    }
+  }
+
+  TEST_CASE("merged histograms equal one histogram fed both streams") {
+    LatencyHistogram a, b, both;
+    std::mt19937_64 rng(3);
+    for (int i = 0; i < 10000; ++i) {
+      std::uint64_t v = rng() % 10'000'000;
+      (i % 2 ? a : b).record(v);
+      both.record(v);
+    }
+    a.merge(b);
+    CHECK(a.count() == both.count());
+    CHECK(a.max() == both.max());
+    CHECK(a.min() == both.min());
+    for (double p : {1.0, 50.0, 99.0, 99.9}) CHECK(a.percentile(p) == both.percentile(p));
+  }
+}
+
+TEST_SUITE("load pattern") {
+  TEST_CASE("a stream checks against itself at any offset and split point") {
+    unsigned char buf[1000];
+    load::fill_pattern(42, 12345, buf, sizeof(buf));
+    CHECK(load::matches_pattern(42, 12345, buf, sizeof(buf)));
+    CHECK(load::matches_pattern(42, 12345, buf, 300));
+    CHECK(load::matches_pattern(42, 12645, buf + 300, 700));
+  }
+
+  TEST_CASE("a shifted, altered or foreign stream does not match") {
+    unsigned char buf[64];
+    load::fill_pattern(42, 0, buf, sizeof(buf));
+    for (std::uint64_t shift : {1u, 2u, 64u, 256u, 65536u}) {
+      CAPTURE(shift);
+      CHECK_FALSE(load::matches_pattern(42, shift, buf, sizeof(buf)));
+    }
+    CHECK_FALSE(load::matches_pattern(43 << 20, 0, buf, sizeof(buf)));
+    buf[17] ^= 1;
+    CHECK_FALSE(load::matches_pattern(42, 0, buf, sizeof(buf)));
+  }
+}
+
+TEST_SUITE("reactor-load options") {
+  TEST_CASE("defaults per mode") {
+    auto echo =
+        std::get<load::LoadOptions>(parse({"--target", "tcp://127.0.0.1:1", "--mode", "echo"}));
+    CHECK(echo.threads == 1);
+    CHECK(echo.connections == 50);
+    CHECK(echo.pipeline == 16);
+    CHECK(echo.size == 64);
+    CHECK(echo.timeout_s == 5);
+    CHECK(echo.close == load::CloseMode::rst);
+    CHECK(echo.sources == 0);  // auto
+    CHECK(load::effective_sources(echo, true) == 1);
+    CHECK_FALSE(echo.json);
+    auto idle = std::get<load::LoadOptions>(parse({"--mode=idle", "--target=unix:/tmp/x"}));
+    CHECK(idle.mode == load::Mode::idle);
+    CHECK(idle.connections == 1000);
+    CHECK(idle.target == "unix:/tmp/x");
+    CHECK(load::effective_sources(idle, false) == 1);
+    idle.connections = 19000;
+    CHECK(load::effective_sources(idle, true) == 3);
+    idle.sources = 1;
+    CHECK(load::effective_sources(idle, true) == 1);
+  }
+
+  TEST_CASE("every option is read, in both --name value and --name=value forms") {
+    auto o = std::get<load::LoadOptions>(
+        parse({"--target", "tcp://127.0.0.1:9", "--mode", "connrate", "--threads=3", "--duration",
+               "2.5", "--timeout=0.5", "--json", "--concurrency", "64", "--size", "1000", "--close",
+               "fin", "--sources", "8"}));
+    CHECK(o.mode == load::Mode::connrate);
+    CHECK(o.threads == 3);
+    CHECK(o.duration_s == 2.5);
+    CHECK(o.timeout_s == 0.5);
+    CHECK(o.json);
+    CHECK(o.concurrency == 64);
+    CHECK(o.size == 1000);
+    CHECK(o.close == load::CloseMode::fin);
+    CHECK(o.sources == 8);
+    auto idle = std::get<load::LoadOptions>(
+        parse({"--target", "tcp://127.0.0.1:9", "--mode", "idle", "--connections", "19000",
+               "--hold", "0", "--server-pid", "1234"}));
+    CHECK(idle.connections == 19000);
+    CHECK(idle.hold_s == 0);
+    CHECK(idle.server_pid == 1234);
+  }
+
+  TEST_CASE("--help wins over everything else") {
+    CHECK(std::holds_alternative<load::HelpRequested>(parse({"--mode", "bogus", "--help"})));
+    CHECK(load::load_usage().find("--mode connrate|echo|idle") != std::string::npos);
+  }
+
+  TEST_CASE("bad command lines give one clear line") {
+    const std::string t = "tcp://127.0.0.1:1";
+    CHECK(error_of(parse({"--mode", "echo"})).find("--target is required") == 0);
+    CHECK(error_of(parse({"--target", t})).find("--mode is required") == 0);
+    CHECK(error_of(parse({"--target", t, "--mode", "flood"})) ==
+          "--mode: bad value 'flood' (expected connrate, echo or idle)");
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--threads", "0"}))
+              .find("--threads: bad value '0'") == 0);
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--threads", "2x"})).find("--threads") ==
+          0);
+    CHECK(
+        error_of(parse({"--target", t, "--mode", "echo", "--duration", "-1"})).find("--duration") ==
+        0);
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--duration", "nan"}))
+              .find("--duration") == 0);
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--size"})) == "--size needs a value");
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--close", "slam"})).find("--close") ==
+          0);
+    CHECK(
+        error_of(parse({"--target", t, "--mode", "echo", "--sources", "255"})).find("--sources") ==
+        0);
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--frobnicate"})) ==
+          "unknown option '--frobnicate' (see --help)");
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "stray"})) ==
+          "unexpected argument 'stray'");
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--json=yes"})) ==
+          "--json takes no value");
+    for (const auto& r : {parse({"--mode", "echo"}), parse({"--target", t, "--mode", "x"})}) {
+      CHECK(error_of(r).find('\n') == std::string::npos);
+    }
+  }
+
+  TEST_CASE("an option that does not apply to the mode is refused") {
+    const std::string t = "tcp://127.0.0.1:1";
+    CHECK(error_of(parse({"--target", t, "--mode", "connrate", "--pipeline", "4"})) ==
+          "--pipeline does not apply to --mode connrate");
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--concurrency", "4"})) ==
+          "--concurrency does not apply to --mode echo");
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--hold", "4"})) ==
+          "--hold does not apply to --mode echo");
+    CHECK(
+        error_of(parse({"--target", t, "--mode", "idle", "--duration", "4"})).find("--duration") ==
+        0);
+  }
+}
+
+TEST_SUITE("reactor-bench options") {
+  auto bparse = [](std::initializer_list<std::string_view> args) {
+    return bench::parse_bench_options(std::vector<std::string_view>(args));
+  };
+
+  TEST_CASE("defaults: every model, 5 s per phase, pinned") {
+    auto o = std::get<bench::BenchOptions>(bparse({}));
+    CHECK(o.models == bench::kAllModels);
+    CHECK(o.phase_s == 5);
+    CHECK(o.pin);
+    CHECK(o.out_dir.empty());
+  }
+
+  TEST_CASE("--quick shortens phases unless --duration says otherwise") {
+    CHECK(std::get<bench::BenchOptions>(bparse({"--quick"})).phase_s == 1);
+    CHECK(std::get<bench::BenchOptions>(bparse({"--quick", "--duration", "3"})).phase_s == 3);
+  }
+
+  TEST_CASE("--models selects rows in the given order, without duplicates") {
+    auto o = std::get<bench::BenchOptions>(
+        bparse({"--models", "thread,epoll,thread", "--out=/tmp/r", "--no-pin"}));
+    CHECK(o.models == std::vector<std::string>{"thread", "epoll"});
+    CHECK(o.out_dir == "/tmp/r");
+    CHECK_FALSE(o.pin);
+  }
+
+  TEST_CASE("bad command lines give one clear line") {
+    auto err = [&](std::initializer_list<std::string_view> args) {
+      auto r = bparse(args);
+      auto* e = std::get_if<bench::BenchParseError>(&r);
+      return e ? e->message : std::string("<no error>");
+    };
+    CHECK(err({"--models", "epoll,kqueue"}).find("--models: bad value 'epoll,kqueue'") == 0);
+    CHECK(err({"--models", ""}).find("--models") == 0);
+    CHECK(err({"--duration", "0"}).find("--duration") == 0);
+    CHECK(err({"--workers", "many"}).find("--workers") == 0);
+    CHECK(err({"--out"}) == "--out needs a value");
+    CHECK(err({"--fast"}) == "unknown option '--fast' (see --help)");
+    CHECK(err({"--quick=1"}) == "--quick takes no value");
+  }
+}
+
+TEST_SUITE("load json") {
+  TEST_CASE("the writer's output parses back to the same values") {
+    load::JsonWriter w;
+    w.begin_object();
+    w.field("s", "a \"quoted\"\\ line\n\x01");
+    w.field("big", std::uint64_t{18446744073709551615u});
+    w.field("neg", std::int64_t{-5});
+    w.field("pi", 3.25);
+    w.field("inf", std::numeric_limits<double>::infinity());
+    w.field("yes", true);
+    w.null_field("nothing");
+    w.begin_array("list");
+    w.field("", 1).field("", "two");
+    w.begin_object().field("k", 3).end_object();
+    w.end_array();
+    w.raw_field("raw", "{\"x\":[1,2]}");
+    w.end_object();
+    std::string error;
+    auto v = load::JsonValue::parse(w.str(), &error);
+    REQUIRE_MESSAGE(v, error);
+    CHECK(v->find("s")->as_string() == "a \"quoted\"\\ line\n\x01");
+    CHECK(v->u64_or("big", 0) == 18446744073709551615u);
+    CHECK(v->number_or("neg", 0) == -5);
+    CHECK(v->number_or("pi", 0) == 3.25);
+    CHECK(v->find("inf")->is_null());
+    CHECK(v->find("yes")->as_bool());
+    CHECK(v->find("nothing")->is_null());
+    REQUIRE(v->find("list")->items().size() == 3);
+    CHECK(v->find("list")->items()[1].as_string() == "two");
+    CHECK(v->find("list")->items()[2].number_or("k", 0) == 3);
+    CHECK(v->find("raw")->find("x")->items().size() == 2);
+    CHECK(v->find("absent") == nullptr);
+    CHECK(v->number_or("absent", -1) == -1);
+  }
+
+  TEST_CASE("malformed documents are refused with a position") {
+    std::string error;
+    for (const char* bad : {"", "{", "{\"a\":}", "{\"a\":1,}", "[1 2]", "{\"a\":1} x", "\"\\q\"",
+                            "01x", "{\"a\":tru}", "\"unterminated"}) {
+      CAPTURE(bad);
+      CHECK_FALSE(load::JsonValue::parse(bad, &error));
+    }
+    CHECK_FALSE(load::JsonValue::parse("{\"a\":1} x", &error).has_value());
+    CHECK(error.find("offset") != std::string::npos);
+    auto u = load::JsonValue::parse("\"\\u00e9\\ud83d\\ude00\"");
+    REQUIRE(u);
+    CHECK(u->as_string() == "\xc3\xa9\xf0\x9f\x98\x80");
+  }
+
+  TEST_CASE("reactor-load's report carries the documented fields for each mode") {
+    load::LoadTotals t;
+    t.elapsed_s = 2;
+    t.connections = 100;
+    t.bytes_sent = 64'000'000;
+    t.bytes_received = 64'000'000;
+    t.msgs = 1000;
+    for (std::uint64_t v = 1000; v <= 100000; v += 1000) t.latency.record(v);
+    load::LoadOptions o;
+    o.target = "tcp://127.0.0.1:1";
+
+    o.mode = load::Mode::connrate;
+    auto c = load::JsonValue::parse(load::report_json(o, t));
+    REQUIRE(c);
+    for (const char* f : {"mode", "target", "threads", "close", "sources", "elapsed_s",
+                          "connections", "bytes_sent", "bytes_received", "errors", "conn_per_sec",
+                          "p50_us", "p99_us", "max_us", "concurrency", "size"}) {
+      CAPTURE(f);
+      CHECK(c->find(f) != nullptr);
+    }
+    CHECK(c->find("mode")->as_string() == "connrate");
+    CHECK(c->find("close")->as_string() == "rst");
+    CHECK(c->number_or("conn_per_sec", 0) == 50);
+    CHECK(c->number_or("max_us", 0) == 100);
+    CHECK(near(c->number_or("p50_us", 0), 50, 0.01));
+
+    o.mode = load::Mode::echo;
+    auto e = load::JsonValue::parse(load::report_json(o, t));
+    REQUIRE(e);
+    for (const char* f :
+         {"msgs_per_sec", "mb_per_sec", "p50_us", "p99_us", "p999_us", "errors", "pipeline"}) {
+      CAPTURE(f);
+      CHECK(e->find(f) != nullptr);
+    }
+    CHECK(e->number_or("msgs_per_sec", 0) == 500);
+    CHECK(e->number_or("mb_per_sec", 0) == 32);
+
+    o.mode = load::Mode::idle;
+    o.connections = 100;
+    t.alive = 99;
+    t.failed = 1;
+    t.rss_before = 1'000'000;
+    t.rss_holding = 1'500'000;
+    auto i = load::JsonValue::parse(load::report_json(o, t));
+    REQUIRE(i);
+    CHECK(i->u64_or("alive", 0) == 99);
+    CHECK(i->u64_or("failed", 0) == 1);
+    CHECK(i->number_or("rss_per_conn_bytes", 0) == 5000);
+    CHECK(i->u64_or("rss_before_bytes", 0) == 1'000'000);
+  }
+}
+
+TEST_SUITE("proc and table helpers") {
+  TEST_CASE("a stat line whose command holds spaces and parentheses still parses") {
+    std::string line =
+        "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 75 12 3 20 0 1 0 100 1000 "
+        "10";
+    auto t = load::parse_stat_line(line);
+    REQUIRE(t);
+    CHECK(t->parent == 17);
+    CHECK(t->self_ticks == 325);
+    CHECK(t->children_ticks == 15);
+    CHECK_FALSE(load::parse_stat_line("12 (short) S 1 2"));
+  }
+
+  TEST_CASE("this process's own CPU time and RSS are readable") {
+    auto t = load::read_cpu_times(::getpid());
+    REQUIRE(t);
+    CHECK(t->parent == ::getppid());
+    CHECK(load::read_rss_bytes(::getpid()).value_or(0) > 0);
+    CHECK(load::tree_cpu_seconds(::getpid()) >= 0);
+    CHECK_FALSE(load::read_rss_bytes(0x7ffffff0));
+  }
+
+  TEST_CASE("a process tree's CPU time counts live children, then reaped ones") {
+    int ready[2], release[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(release) == 0);
+    pid_t kid = ::fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+      // Burn 0.3 s of CPU, say so, then wait (alive) until released.
+      ::close(ready[0]);
+      ::close(release[1]);
+      timespec start{}, now{};
+      ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &start);
+      do {
+        ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+      } while ((now.tv_sec - start.tv_sec) * 1e9 + (now.tv_nsec - start.tv_nsec) < 0.3e9);
+      char c = 1;
+      (void)!::write(ready[1], &c, 1);
+      (void)!::read(release[0], &c, 1);
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(release[0]);
+    pollfd p{ready[0], POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 20'000) == 1);
+    auto self = load::read_cpu_times(::getpid());
+    REQUIRE(self);
+    const double own =
+        static_cast<double>(self->self_ticks + self->children_ticks) / ::sysconf(_SC_CLK_TCK);
+    double live = load::tree_cpu_seconds(::getpid());
+    CHECK(live - own >= 0.25);
+    ::close(release[1]);
+    int status = 0;
+    REQUIRE(::waitpid(kid, &status, 0) == kid);
+    double reaped = load::tree_cpu_seconds(::getpid());
+    CHECK(reaped - own >= 0.25);
+    ::close(ready[0]);
+  }
+
+  TEST_CASE("tables are aligned: first column left, the rest right") {
+    std::string t =
+        bench::format_table({{"model", "conn/s"}, {"epoll", "12345"}, {"reuseport", "9"}});
+    CHECK(t ==
+          "model      conn/s\n"
+          "-----------------\n"
+          "epoll       12345\n"
+          "reuseport       9\n");
+  }
+
+  TEST_CASE("csv fields are quoted only when needed; missing numbers print as -") {
+    CHECK(bench::csv_field("plain") == "plain");
+    CHECK(bench::csv_field("a,b") == "\"a,b\"");
+    CHECK(bench::csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
+    CHECK(bench::fixed(-1, 1) == "-");
+    CHECK(bench::fixed(12.345, 1) == "12.3");
+    CHECK(bench::ratio(50, 100) == "0.50x");
+    CHECK(bench::ratio(50, -1) == "-");
+  }
+}
+
+// Integration helpers: the real programs, as processes, against textbook-echo on loopback.
+
+namespace {
+
+std::string binary(const char* env) {
+  const char* v = std::getenv(env);
+  REQUIRE_MESSAGE(v != nullptr, env, " is not set (run through meson test)");
+  return v;
+}
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/test_load.XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  return tmpl;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// textbook-echo on an ephemeral port; stopped (SIGTERM) by stop().
+struct EchoServer {
+  explicit EchoServer(const std::string& log) {
+    std::string error;
+    child = bench::Child::spawn(
+        {{binary("TEXTBOOK_ECHO"), "--listen", "tcp://127.0.0.1:0"}, {}, log}, error);
+    REQUIRE_MESSAGE(child, error);
+    auto line = child->read_line(bench::Millis(10'000));
+    REQUIRE(line);
+    REQUIRE(line->rfind("listening on tcp://127.0.0.1:", 0) == 0);
+    target = line->substr(13);
+  }
+  // The summary line's numbers.
+  std::map<std::string, std::uint64_t> stop() {
+    std::string out = child->stop(SIGTERM, bench::Millis(10'000));
+    CHECK(child->exit_status() == 0);
+    std::map<std::string, std::uint64_t> fields;
+    auto pos = out.find("summary: ");
+    REQUIRE(pos != std::string::npos);
+    std::istringstream ss(out.substr(pos + 9));
+    std::string kv;
+    while (ss >> kv) {
+      auto eq = kv.find('=');
+      if (eq != std::string::npos) fields[kv.substr(0, eq)] = std::stoull(kv.substr(eq + 1));
+    }
+    return fields;
+  }
+  std::optional<bench::Child> child;
+  std::string target;
+};
+
+struct RunResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+RunResult run(std::vector<std::string> argv, bench::Millis timeout, const std::string& dir) {
+  std::string error;
+  std::string err_path = dir + "/stderr.txt";
+  auto child = bench::Child::spawn({std::move(argv), {}, err_path}, error);
+  REQUIRE_MESSAGE(child, error);
+  RunResult r;
+  r.out = child->read_all(timeout);
+  REQUIRE(child->wait(bench::Millis(5000)));
+  r.status = child->exit_status();
+  r.err = slurp(err_path);
+  return r;
+}
+
+load::JsonValue run_load(const std::vector<std::string>& args, const std::string& dir) {
+  std::vector<std::string> argv = {binary("REACTOR_LOAD")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunResult r = run(argv, bench::Millis(30'000), dir);
+  INFO("stderr: ", r.err);
+  CHECK(WIFEXITED(r.status));
+  CHECK(WEXITSTATUS(r.status) == 0);
+  // --json: exactly one line, one object, nothing else on stdout.
+  REQUIRE(!r.out.empty());
+  CHECK(r.out.back() == '\n');
+  CHECK(r.out.find('\n') == r.out.size() - 1);
+  std::string error;
+  auto v = load::JsonValue::parse(r.out, &error);
+  REQUIRE_MESSAGE(v, error, ": ", r.out);
+  REQUIRE(v->is_object());
+  return *v;
+}
+
+}  // namespace
+
+TEST_SUITE("integration") {
+  TEST_CASE("reactor-load's byte counts match each other and textbook-echo's summary") {
+    std::string dir = temp_dir();
+    EchoServer server(dir + "/server.log");
+
+    auto echo =
+        run_load({"--target", server.target, "--mode", "echo", "--duration", "1", "--json"}, dir);
+    CHECK(echo.find("mode")->as_string() == "echo");
+    CHECK(echo.u64_or("errors", 1) == 0);
+    CHECK(echo.u64_or("msgs", 0) > 0);
+    CHECK(echo.number_or("msgs_per_sec", 0) > 0);
+    CHECK(echo.number_or("p99_us", 0) >= echo.number_or("p50_us", 0));
+    CHECK(echo.u64_or("bytes_sent", 0) == echo.u64_or("bytes_received", 1));
+    CHECK(echo.u64_or("bytes_sent", 0) == echo.u64_or("msgs", 0) * 64);
+    CHECK(echo.u64_or("connections", 0) == 50);
+
+    auto rate = run_load({"--target", server.target, "--mode", "connrate", "--duration", "1",
+                          "--concurrency", "8", "--threads", "2", "--json"},
+                         dir);
+    CHECK(rate.u64_or("errors", 1) == 0);
+    CHECK(rate.u64_or("connections", 0) > 0);
+    CHECK(rate.number_or("conn_per_sec", 0) > 0);
+    CHECK(rate.find("close")->as_string() == "rst");
+    CHECK(rate.u64_or("bytes_sent", 0) == rate.u64_or("bytes_received", 1));
+    CHECK(rate.u64_or("bytes_sent", 0) == rate.u64_or("connections", 0) * 64);
+
+    auto fin = run_load({"--target", server.target, "--mode", "connrate", "--duration", "0.3",
+                         "--close", "fin", "--sources", "4", "--json"},
+                        dir);
+    CHECK(fin.u64_or("errors", 1) == 0);
+    CHECK(fin.find("close")->as_string() == "fin");
+    CHECK(fin.u64_or("sources", 0) == 4);
+
+    auto idle =
+        run_load({"--target", server.target, "--mode", "idle", "--connections", "300", "--hold",
+                  "0.2", "--server-pid", std::to_string(server.child->pid()), "--json"},
+                 dir);
+    CHECK(idle.u64_or("alive", 0) == 300);
+    CHECK(idle.u64_or("failed", 1) == 0);
+    CHECK(idle.u64_or("rss_before_bytes", 0) > 0);
+    CHECK(idle.u64_or("rss_holding_bytes", 0) > 0);
+    CHECK(idle.find("rss_per_conn_bytes")->is_number());
+
+    auto summary = server.stop();
+    std::uint64_t sent = 0, connections = 0;
+    for (const auto* r : {&echo, &rate, &fin, &idle}) {
+      sent += r->u64_or("bytes_sent", 0);
+      connections += r->u64_or("connections", 0);
+    }
+    CHECK(summary["bytes_in"] == sent);
+    CHECK(summary["bytes_out"] == sent);
+    CHECK(summary["connections"] == connections);
+  }
+
+  TEST_CASE("reactor-load turns bad arguments and an unreachable target into exit codes") {
+    std::string dir = temp_dir();
+    RunResult bad =
+        run({binary("REACTOR_LOAD"), "--mode", "flood", "--target", "tcp://127.0.0.1:1"},
+            bench::Millis(10'000), dir);
+    CHECK(WEXITSTATUS(bad.status) == 2);
+    CHECK(bad.out.empty());
+    CHECK(bad.err == "reactor-load: --mode: bad value 'flood' (expected connrate, echo or idle)\n");
+
+    RunResult target = run({binary("REACTOR_LOAD"), "--mode", "echo", "--target", "ftp://x"},
+                           bench::Millis(10'000), dir);
+    CHECK(WEXITSTATUS(target.status) == 2);
+    CHECK(target.err.rfind("reactor-load: --target ftp://x: ", 0) == 0);
+
+    // Nothing listens on port 1: every connect fails, counted, and the run still ends on time.
+    RunResult refused = run({binary("REACTOR_LOAD"), "--mode", "connrate", "--target",
+                             "tcp://127.0.0.1:1", "--duration", "0.3", "--json"},
+                            bench::Millis(10'000), dir);
+    CHECK(WEXITSTATUS(refused.status) == 1);
+    auto v = load::JsonValue::parse(refused.out);
+    REQUIRE(v);
+    CHECK(v->u64_or("errors_connect", 0) > 0);
+    CHECK(v->u64_or("connections", 1) == 0);
+    CHECK(v->number_or("elapsed_s", 99) < 2);
+  }
+
+  TEST_CASE("reactor-bench runs the textbook row and writes its results folder") {
+    std::string dir = temp_dir() + "/results";
+    RunResult r =
+        run({binary("REACTOR_BENCH"), "--models", "textbook", "--duration", "0.3", "--out", dir,
+             "--baseline", binary("TEXTBOOK_ECHO"), "--load", binary("REACTOR_LOAD")},
+            bench::Millis(60'000), dir.substr(0, dir.size() - 8));
+    INFO("stdout: ", r.out, "\nstderr: ", r.err);
+    CHECK(WEXITSTATUS(r.status) == 0);
+    CHECK(r.out.find("textbook") != std::string::npos);
+    CHECK(r.out.find("results: " + dir) != std::string::npos);
+    auto results = load::JsonValue::parse(slurp(dir + "/results.json"));
+    REQUIRE(results);
+    const auto* rows = results->find("rows");
+    REQUIRE(rows);
+    REQUIRE(rows->items().size() == 1);
+    const auto& row = rows->items()[0];
+    CHECK(row.find("model")->as_string() == "textbook");
+    CHECK(row.find("status")->as_string() == "ok");
+    CHECK(row.u64_or("errors", 1) == 0);
+    CHECK(row.number_or("us_per_conn", -1) > 0);
+    CHECK(row.number_or("us_per_msg", -1) > 0);
+    for (const char* phase : {"connrate_c1", "connrate_c16", "connrate_c64", "echo"}) {
+      CAPTURE(phase);
+      const auto* p = row.find(phase);
+      REQUIRE(p);
+      CHECK(p->number_or("rate", 0) > 0);
+      CHECK(p->find("note")->as_string() == "");
+      CHECK(p->find("load")->is_object());
+    }
+    std::string csv = slurp(dir + "/results.csv");
+    CHECK(csv.rfind("model,status,", 0) == 0);
+    CHECK(csv.find("\ntextbook,ok,") != std::string::npos);
+  }
+}

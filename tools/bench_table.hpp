@@ -1,0 +1,21 @@
+// Text output for reactor-bench: an aligned plain-text table and CSV fields.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace bench {
+
+// Columns padded to their widest cell; the first column left-aligned, the others right-aligned;
+// a dashed rule under the first (header) row. Rows may be shorter than the header.
+std::string format_table(const std::vector<std::vector<std::string>>& rows);
+
+// A CSV field, quoted when it holds a comma, quote or newline.
+std::string csv_field(const std::string& s);
+
+// "12345", "1.23", "-" for a missing value (negative or non-finite).
+std::string fixed(double v, int decimals);
+// "0.87x", or "-" when either side is missing.
+std::string ratio(double value, double reference);
+
+}  // namespace bench
