@@ -15,7 +15,9 @@
 namespace reactor {
 namespace {
 
-bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
+bool would_block(int e) {
+  return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
 
 int ms_until(BlockingConnection::Clock::time_point now,
              BlockingConnection::Clock::time_point deadline) {
@@ -257,8 +259,8 @@ void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source
     }
     std::size_t limit = limits_.max_outbox;
     if (limit == 0) {
-      limit = source == Source::own ? std::numeric_limits<std::size_t>::max()
-                                    : limits_.delivery_limit;
+      limit =
+          source == Source::own ? std::numeric_limits<std::size_t>::max() : limits_.delivery_limit;
     }
     wake_owner = source == Source::other && outbox_.empty();
     if (bytes.size() > limit - outbox_.size()) {

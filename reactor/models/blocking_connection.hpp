@@ -31,12 +31,12 @@
 namespace reactor {
 
 struct BlockingLimits {
-  std::size_t max_outbox = 0;                // Protocol::max_outbox(); 0: see below
-  std::size_t delivery_limit = 4u << 20;     // max_outbox 0: bound on output queued by others
-  std::size_t high_water = 1u << 20;         // max_outbox 0: stop reading above this
-  std::size_t low_water = 256u << 10;        // ... and resume below this
-  std::size_t max_input = 1u << 20;          // Protocol::max_input()
-  std::chrono::milliseconds idle_timeout{0};    // 0: none
+  std::size_t max_outbox = 0;                      // Protocol::max_outbox(); 0: see below
+  std::size_t delivery_limit = 4u << 20;           // max_outbox 0: bound on output queued by others
+  std::size_t high_water = 1u << 20;               // max_outbox 0: stop reading above this
+  std::size_t low_water = 256u << 10;              // ... and resume below this
+  std::size_t max_input = 1u << 20;                // Protocol::max_input()
+  std::chrono::milliseconds idle_timeout{0};       // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
 };
 

@@ -18,13 +18,17 @@ namespace {
 constexpr int kMaxAcceptsPerWakeup = 64;
 constexpr std::chrono::milliseconds kPauseAfterError{100};
 
-Fd open_reserve() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+Fd open_reserve() {
+  return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
 
 }  // namespace
 
 BlockingListeners::BlockingListeners() : reserve_(open_reserve()) {}
 
-BlockingListeners::~BlockingListeners() { close_all(); }
+BlockingListeners::~BlockingListeners() {
+  close_all();
+}
 
 Result<Address> BlockingListeners::add(const Address& address) {
   if (address.transport() != Transport::tcp && address.transport() != Transport::unix_stream) {

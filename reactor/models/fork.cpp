@@ -148,8 +148,8 @@ void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
   socket.fd.reset();
   auto& child = children.emplace_back();
   child.pid = pid;
-  child.member = std::make_unique<RelayMember>(std::move(parent_end), std::move(remote),
-                                               relay_limit());
+  child.member =
+      std::make_unique<RelayMember>(std::move(parent_end), std::move(remote), relay_limit());
   by_pid.emplace(pid, std::prev(children.end()));
   accepted.fetch_add(1, std::memory_order_relaxed);
   live.fetch_add(1, std::memory_order_relaxed);
@@ -287,7 +287,9 @@ ForkModel::ForkModel(Protocol& protocol, const ModelOptions& options)
 
 ForkModel::~ForkModel() = default;
 
-Result<Address> ForkModel::listen(const Address& address) { return state_->listeners.add(address); }
+Result<Address> ForkModel::listen(const Address& address) {
+  return state_->listeners.add(address);
+}
 
 std::error_code ForkModel::run() {
   State& s = *state_;

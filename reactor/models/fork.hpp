@@ -10,8 +10,10 @@
 // for the children) and forwards deliveries to the other children. The children report their
 // byte counts and outcome in a final frame before _exit; the parent reaps them (no zombies).
 //
-// On SIGINT/SIGTERM or request_stop(): the listeners close, every child gets SIGTERM (it stops
-// reading, flushes, closes orderly), and children still alive after shutdown_grace get SIGKILL.
+// On SIGINT/SIGTERM or request_stop(): the listeners close and every child gets SIGTERM; a child
+// stops reading, flushes and closes in order, or drops its client (Errc::shutting_down) after
+// 3/4 of shutdown_grace, and reports. Children still alive after shutdown_grace get SIGKILL
+// (counted as failed). A child also gets SIGTERM if the parent dies (PR_SET_PDEATHSIG).
 #pragma once
 
 #include <memory>

@@ -16,7 +16,9 @@ namespace {
 constexpr std::size_t kMaxMessage = 64u << 20;  // a larger message is a broken child
 constexpr std::size_t kMaxFramesPerWakeup = 64;
 
-bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+bool would_block(int e) {
+  return e == EAGAIN || e == EWOULDBLOCK;
+}
 
 // Appends payload fields to a byte vector.
 class Writer {
@@ -78,7 +80,9 @@ class Reader {
   bool ok_ = true;
 };
 
-std::byte header_byte(RelayType type) { return static_cast<std::byte>(type); }
+std::byte header_byte(RelayType type) {
+  return static_cast<std::byte>(type);
+}
 
 }  // namespace
 
@@ -91,9 +95,9 @@ bool RelayClient::send_message(RelayType type, std::span<const std::byte> payloa
   if (write_closed_) return false;
   do {
     std::size_t n = std::min(payload.size(), kRelayChunk);
-    std::byte header[kRelayHeader] = {header_byte(type), std::byte{n < payload.size()}};
-    iovec iov[2] = {{header, sizeof(header)},
-                    {const_cast<std::byte*>(payload.data()), n}};
+    std::byte header[kRelayHeader] = {header_byte(type),
+                                      static_cast<std::byte>(n < payload.size() ? 1 : 0)};
+    iovec iov[2] = {{header, sizeof(header)}, {const_cast<std::byte*>(payload.data()), n}};
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = 2;
@@ -117,7 +121,7 @@ std::optional<std::vector<std::byte>> RelayClient::call(RelayType type,
   std::vector<std::byte> answer;
   for (;;) {
     ssize_t n = ::recv(relay_.get(), frame_.data(), frame_.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == ECONNRESET)) continue;  // see RelayMember
     if (n < static_cast<ssize_t>(kRelayHeader)) {
       read_closed_ = true;
       lost();
@@ -139,7 +143,7 @@ void RelayClient::on_readable(BlockingConnection& connection) {
   for (std::size_t i = 0; i < kMaxFramesPerWakeup && !read_closed_; ++i) {
     ssize_t n = ::recv(relay_.get(), frame_.data(), frame_.size(), MSG_DONTWAIT);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR || errno == ECONNRESET) continue;  // see RelayMember::on_readable
       if (would_block(errno)) return;
     }
     if (n < static_cast<ssize_t>(kRelayHeader)) {
@@ -148,7 +152,8 @@ void RelayClient::on_readable(BlockingConnection& connection) {
       return;
     }
     if (static_cast<RelayType>(frame_[0]) == RelayType::deliver) {
-      connection.deliver({frame_.data() + kRelayHeader, static_cast<std::size_t>(n) - kRelayHeader});
+      connection.deliver(
+          {frame_.data() + kRelayHeader, static_cast<std::size_t>(n) - kRelayHeader});
     }
   }
 }
@@ -160,16 +165,18 @@ void RelayClient::lost() {
                                            : make_error_code(Errc::shutting_down));
 }
 
+// join, leave and release_name wait for the parent's acknowledgement, as under the other models:
+// once join returns, every publish the parent handles afterwards reaches us.
 void RelayClient::join(std::string_view room, Peer&) {
   Writer w(message_);
   w.str(room);
-  send_message(RelayType::join, message_);
+  call(RelayType::join, message_);
 }
 
 void RelayClient::leave(std::string_view room, Peer&) {
   Writer w(message_);
   w.str(room);
-  send_message(RelayType::leave, message_);
+  call(RelayType::leave, message_);
 }
 
 void RelayClient::publish(std::string_view room, std::span<const std::byte> bytes,
@@ -191,7 +198,9 @@ bool RelayClient::claim_name(std::string_view name, Peer&) {
   return r.u8() != 0 && r.ok();
 }
 
-void RelayClient::release_name(Peer&) { send_message(RelayType::release_name, {}); }
+void RelayClient::release_name(Peer&) {
+  call(RelayType::release_name, {});
+}
 
 bool RelayClient::send_to(std::string_view name, std::span<const std::byte> bytes) {
   Writer w(message_);
@@ -233,7 +242,9 @@ std::vector<std::string> RelayClient::members(std::string_view room) {
   return out;
 }
 
-void RelayClient::forget(Peer&) { send_message(RelayType::forget, {}); }
+void RelayClient::forget(Peer&) {
+  send_message(RelayType::forget, {});
+}
 
 void RelayClient::report(const ChildReport& report) {
   Writer w(message_);
@@ -273,7 +284,8 @@ void RelayMember::answer(std::span<const std::byte> payload) {
   if (cut_off_) return;
   do {
     std::size_t n = std::min(payload.size(), kRelayChunk);
-    std::vector<std::byte> frame{header_byte(RelayType::answer), std::byte{n < payload.size()}};
+    std::vector<std::byte> frame{header_byte(RelayType::answer),
+                                 static_cast<std::byte>(n < payload.size() ? 1 : 0)};
     frame.insert(frame.end(), payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(n));
     queued_bytes_ += n;
     queue_.push_back(std::move(frame));
@@ -305,12 +317,13 @@ void RelayMember::cut_off() {
   ::shutdown(relay_.get(), SHUT_WR);
 }
 
-bool RelayMember::on_readable(LocalHub& hub, std::span<std::byte> scratch,
-                              std::size_t max_frames) {
+bool RelayMember::on_readable(LocalHub& hub, std::span<std::byte> scratch, std::size_t max_frames) {
   for (std::size_t i = 0; i < max_frames; ++i) {
     ssize_t n = ::recv(relay_.get(), scratch.data(), scratch.size(), MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      // ECONNRESET: the child exited with deliveries unread. The kernel reports that once, ahead
+      // of what the child sent before exiting (its report included): read on until EOF.
+      if (errno == EINTR || errno == ECONNRESET) continue;
       return would_block(errno);
     }
     // EOF (we never send empty frames), or a frame that is short or larger than allowed.
@@ -348,11 +361,13 @@ void RelayMember::handle(LocalHub& hub, RelayType type, std::span<const std::byt
     case RelayType::join: {
       auto room = r.str();
       if (r.ok()) hub.join(room, *this);
+      answer({});
       break;
     }
     case RelayType::leave: {
       auto room = r.str();
       if (r.ok()) hub.leave(room, *this);
+      answer({});
       break;
     }
     case RelayType::publish: {
@@ -372,6 +387,7 @@ void RelayMember::handle(LocalHub& hub, RelayType type, std::span<const std::byt
     }
     case RelayType::release_name:
       hub.release_name(*this);
+      answer({});
       break;
     case RelayType::send_to: {
       auto name = r.str();

@@ -1,8 +1,9 @@
 // The fork model's Hub, split across processes over one SOCK_SEQPACKET socketpair per child.
 //
-// In the child, RelayClient is the Hub: every call becomes a message to the parent; the calls
-// with an answer (claim_name, send_to, rooms, members) wait for it, and deliveries that arrive
-// meanwhile go to the client's outbox in order. In the parent, a LocalHub keeps the rooms and
+// In the child, RelayClient is the Hub: every call becomes a message to the parent. All but
+// publish and forget wait for the parent's answer (or acknowledgement, so that a join is in
+// effect when it returns, as under the other models); deliveries that arrive meanwhile go to
+// the client's outbox in order. In the parent, a LocalHub keeps the rooms and
 // names; its members are RelayMembers, one per child, whose send() queues a delivery frame for
 // that child (coalesced, bounded, never blocking the parent).
 //

@@ -1,0 +1,436 @@
+// reactor-server as a real process: echo on every transport and under every model, plugins,
+// argument and listener errors, connection limits. Each test starts its own server on port 0
+// (or a unique UNIX path) and reads the bound addresses from its "listening on" lines.
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "process.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kServer = REACTOR_SERVER_PATH;
+
+std::string unique_path(std::string_view name) {
+  static int counter = 0;
+  return test::temp_socket_path(std::string(name) + "-" + std::to_string(++counter));
+}
+
+// Runs `body(model)` once per model in test::kServerModels, each in its own SUBCASE.
+template <class Body>
+void for_each_model(Body body) {
+  for (const std::string_view model : test::kServerModels) {
+    SUBCASE(std::string(model).c_str()) {
+      body(std::string(model));
+    }
+  }
+}
+
+std::vector<std::string> model_args(const std::string& model) {
+  std::vector<std::string> args = {"--model", model};
+  if (model == "reuseport") args.insert(args.end(), {"--workers", "3"});  // several loops
+  return args;
+}
+
+std::string text_of(const std::vector<std::byte>& bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+std::vector<std::byte> payload_for(std::size_t size, unsigned seed) {
+  auto bytes = test::random_bytes(size, seed);
+  bytes.front() = std::byte{0};  // binary: zero bytes must pass like any other
+  bytes.back() = std::byte{0};
+  return bytes;
+}
+
+// One stream client: a second thread sends `payload` in uneven chunks while this one reads the
+// echo. Returns "" if every byte came back in order, else what went wrong (no doctest here: it
+// runs on worker threads).
+std::string echo_stream(const reactor::Address& address, const std::vector<std::byte>& payload) {
+  auto fd = reactor::connect_blocking(address, 10s);
+  if (!fd) return reactor::describe("connect " + address.to_string(), fd.error());
+  if (reactor::set_receive_timeout(fd->get(), 10s) || reactor::set_send_timeout(fd->get(), 10s)) {
+    return "cannot set socket timeouts";
+  }
+  std::string write_error;
+  std::thread writer([&] {
+    std::size_t sent = 0, chunk = 1;
+    while (sent < payload.size()) {
+      const std::size_t n = std::min(chunk, payload.size() - sent);
+      if (auto ec = reactor::send_all(fd->get(), payload.data() + sent, n)) {
+        write_error = reactor::describe("send", ec);
+        return;
+      }
+      sent += n;
+      chunk = chunk * 3 + 1;  // 1, 4, 13, ... bytes: chunk boundaries land everywhere
+      if (chunk > 100000) chunk = 7;
+    }
+  });
+  std::vector<std::byte> back(payload.size());
+  auto got = reactor::recv_exact(fd->get(), back.data(), back.size());
+  writer.join();
+  if (!write_error.empty()) return write_error;
+  if (!got) return reactor::describe("recv", got.error());
+  if (*got != payload.size()) {
+    return "echo ended after " + std::to_string(*got) + " of " + std::to_string(payload.size());
+  }
+  const auto diff = std::mismatch(back.begin(), back.end(), payload.begin());
+  if (diff.first != back.end()) {
+    return "echo differs at byte " + std::to_string(diff.first - back.begin());
+  }
+  return "";
+}
+
+// Runs one echo_stream per address at once; returns the failures (empty when all passed) and
+// adds the bytes sent to `total`.
+std::vector<std::string> echo_streams(const std::vector<reactor::Address>& clients,
+                                      std::size_t size, std::uint64_t& total) {
+  std::vector<std::string> results(clients.size());
+  std::vector<std::vector<std::byte>> payloads;
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    payloads.push_back(payload_for(size, static_cast<unsigned>(i + 1)));
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = echo_stream(clients[i], payloads[i]); });
+  }
+  for (auto& t : threads) t.join();
+  total += size * clients.size();
+  std::vector<std::string> failures;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].empty()) failures.push_back(clients[i].to_string() + ": " + results[i]);
+  }
+  return failures;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& line : lines) out += line + "\n";
+  return out;
+}
+
+// Receives one datagram/message with a buffer larger than any we send; its whole size.
+std::vector<std::byte> receive_message(int fd) {
+  std::vector<std::byte> buffer(70000);
+  iovec iov{buffer.data(), buffer.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const ssize_t n = ::recvmsg(fd, &msg, 0);
+  REQUIRE_MESSAGE(n >= 0, "recvmsg: " << std::strerror(errno));
+  CHECK((msg.msg_flags & MSG_TRUNC) == 0);
+  buffer.resize(static_cast<std::size_t>(n));
+  return buffer;
+}
+
+// Sends one message per size and checks each comes back whole and alone. `burst`: send them all
+// before reading (reliable SEQPACKET); otherwise one at a time (UDP). Returns the bytes sent.
+std::uint64_t check_messages(const reactor::Address& address, const std::vector<std::size_t>& sizes,
+                             bool burst) {
+  auto fd = test::connect_to(address);
+  REQUIRE_FALSE(reactor::set_receive_timeout(fd.get(), 5s));
+  std::vector<std::vector<std::byte>> sent;
+  std::uint64_t total = 0;
+  auto send_one = [&](std::size_t size) {
+    sent.push_back(payload_for(size, static_cast<unsigned>(size)));
+    const ssize_t n = ::send(fd.get(), sent.back().data(), size, MSG_NOSIGNAL);
+    REQUIRE_MESSAGE(n == static_cast<ssize_t>(size),
+                    "send " << size << ": " << std::strerror(errno));
+    total += size;
+  };
+  auto expect_echo = [&](std::size_t i) {
+    CAPTURE(sizes[i]);
+    const auto back = receive_message(fd.get());
+    CHECK(back.size() == sent[i].size());
+    CHECK(back == sent[i]);
+  };
+  if (burst) {
+    for (const std::size_t size : sizes) send_one(size);
+    for (std::size_t i = 0; i < sizes.size(); ++i) expect_echo(i);
+  } else {
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      send_one(sizes[i]);
+      expect_echo(i);
+    }
+  }
+  return total;
+}
+
+// What a client sees when the server closes its connection: EOF or a reset, within `limit`.
+// "" if so, else what it saw (data, or a timeout).
+std::string wait_closed(int fd, std::chrono::milliseconds limit) {
+  if (reactor::set_receive_timeout(fd, limit)) return "cannot set a receive timeout";
+  char byte;
+  const ssize_t n = ::recv(fd, &byte, 1, 0);
+  if (n == 0 || (n < 0 && errno == ECONNRESET)) return "";
+  if (n > 0) return "unexpected data";
+  return errno == EAGAIN || errno == EWOULDBLOCK ? "still open after the wait"
+                                                 : std::string(std::strerror(errno));
+}
+
+// Sends one line and reads one reply line (the kv protocol answers each line with one line).
+std::string request(int fd, std::string_view line) {
+  test::send_all(fd, std::string(line) + "\n");
+  std::string reply;
+  char c = 0;
+  while (c != '\n') {
+    auto n = reactor::recv_some(fd, &c, 1);
+    REQUIRE_MESSAGE(n.ok(), "no reply to '" << line << "': " << n.error().message());
+    REQUIRE_MESSAGE(*n == 1, "EOF instead of a reply to '" << line << "'");
+    reply += c;
+  }
+  reply.pop_back();
+  return reply;
+}
+
+// Runs reactor-server with arguments it must refuse: exit 2, one line on stderr naming the
+// problem, nothing served. Returns that line.
+std::string refused_line(const std::vector<std::string>& args) {
+  auto p = test::run_to_exit(kServer, args);
+  CHECK(p.exit_code() == 2);
+  CHECK(p.out().find("listening on") == std::string::npos);
+  CHECK(std::count(p.err().begin(), p.err().end(), '\n') == 1);
+  CHECK(p.err().ends_with("\n"));
+  return p.err().substr(0, p.err().find('\n'));
+}
+
+}  // namespace
+
+TEST_CASE("one reactor-server echoes byte-exact over tcp, tcp6, unix, udp and seqpacket") {
+  const std::string unix_path = unique_path("all-stream");
+  const std::string seq_path = unique_path("all-seq");
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--listen", "tcp://[::1]:0",
+                "--listen", "unix:" + unix_path, "--listen", "udp://127.0.0.1:0", "--listen",
+                "seqpacket:" + seq_path});
+  REQUIRE(server);
+  const auto& a = server->addresses;
+  REQUIRE(a.size() == 5);
+  CHECK(a[0].transport() == reactor::Transport::tcp);
+  CHECK(a[0].port() != 0);
+  CHECK(a[1].family() == AF_INET6);
+  CHECK(a[1].port() != 0);
+  CHECK(a[2].unix_path() == unix_path);
+  CHECK(a[3].transport() == reactor::Transport::udp);
+  CHECK(a[3].port() != 0);
+  CHECK(a[4].transport() == reactor::Transport::unix_seqpacket);
+
+  // Four clients per stream listener at once, 256 KiB each: 1 MiB per transport.
+  std::vector<reactor::Address> clients;
+  for (int i = 0; i < 4; ++i) clients.insert(clients.end(), {a[0], a[1], a[2]});
+  std::uint64_t total = 0;
+  const auto failures = echo_streams(clients, 256 * 1024, total);
+  CHECK_MESSAGE(failures.empty(), joined(failures));
+
+  const std::vector<std::size_t> udp_sizes = {1, 2, 100, 1472, 1500, 9000, 32768, 65507};
+  const std::vector<std::size_t> seq_sizes = {1, 2, 100, 4096, 9000, 32768, 65536, 3};
+  total += check_messages(a[3], udp_sizes, false);
+  total += check_messages(a[4], seq_sizes, true);
+
+  auto summary = test::stop_server(*server);
+  CHECK(summary["bytes_in"] == total);
+  CHECK(summary["bytes_out"] == total);
+  CHECK(summary["connections"] == clients.size() + 1);  // the stream clients and SEQPACKET
+  CHECK(summary["datagrams_in"] == udp_sizes.size());
+  CHECK(summary["datagrams_out"] == udp_sizes.size());
+  CHECK(summary["failed"] == 0);
+  CHECK(summary["rejected"] == 0);
+  CHECK(::access(unix_path.c_str(), F_OK) != 0);  // socket files removed on the way out
+  CHECK(::access(seq_path.c_str(), F_OK) != 0);
+}
+
+TEST_CASE("every model echoes byte-exact and stops cleanly on SIGTERM with clients connected") {
+  for_each_model([](const std::string& model) {
+    auto args = model_args(model);
+    const std::string unix_path = unique_path("model-" + model);
+    args.insert(args.end(), {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--listen",
+                             "unix:" + unix_path, "--shutdown-grace", "3"});
+    auto server = test::start_server(kServer, args);
+    if (!server) return;
+    const auto& a = server->addresses;
+    REQUIRE(a.size() == 2);
+
+    std::vector<reactor::Address> clients;
+    for (int i = 0; i < 6; ++i) clients.push_back(a[0]);
+    for (int i = 0; i < 2; ++i) clients.push_back(a[1]);
+    std::uint64_t total = 0;
+    const auto failures = echo_streams(clients, 128 * 1024, total);
+    CHECK_MESSAGE(failures.empty(), joined(failures));
+
+    // Three clients stay connected, each served once, while the server is told to stop.
+    std::vector<reactor::Fd> connected;
+    for (int i = 0; i < 3; ++i) {
+      connected.push_back(test::connect_to(a[i % 2]));
+      test::send_all(connected.back().get(), "ping");
+      CHECK(text_of(test::read_exact(connected.back().get(), 4)) == "ping");
+      total += 4;
+    }
+    auto summary = test::stop_server(*server);
+    for (auto& fd : connected) CHECK(wait_closed(fd.get(), 5s) == "");
+    CHECK(summary["bytes_in"] == total);
+    CHECK(summary["bytes_out"] == total);
+    CHECK(summary["connections"] == clients.size() + connected.size());
+  });
+}
+
+TEST_CASE("the kv example plugin is served through --plugin and listed by --list-protocols") {
+  SUBCASE("served") {
+    auto server = test::start_server(
+        kServer, {"--plugin", KV_PLUGIN_PATH, "--protocol", "kv", "--listen", "tcp://127.0.0.1:0"});
+    REQUIRE(server);
+    auto fd = test::connect_to(server->addresses.at(0));
+    CHECK(request(fd.get(), "GET colour") == "ERR no such key");
+    CHECK(request(fd.get(), "SET colour deep blue") == "OK");
+    CHECK(request(fd.get(), "GET colour") == "OK deep blue");
+    CHECK(request(fd.get(), "SET colour red\r") == "OK");
+    CHECK(request(fd.get(), "GET colour") == "OK red");
+    {
+      auto other = test::connect_to(server->addresses.at(0));  // one store per server
+      CHECK(request(other.get(), "GET colour") == "OK red");
+    }
+    CHECK(request(fd.get(), "DEL colour") == "OK");
+    CHECK(request(fd.get(), "DEL colour") == "ERR no such key");
+    CHECK(request(fd.get(), "FROB x") == "ERR usage: SET key value | GET key | DEL key");
+    test::stop_server(*server);
+  }
+  SUBCASE("listed") {
+    auto p = test::run_to_exit(kServer, {"--plugin", KV_PLUGIN_PATH, "--list-protocols"});
+    CHECK(p.exit_code() == 0);
+    bool listed = false;
+    for (const auto& line : test::lines_of(p.out())) {
+      if (line.starts_with("kv ")) {
+        listed = true;
+        CHECK(line.find("tcp,unix") != std::string::npos);
+        CHECK(line.find("key-value") != std::string::npos);
+      }
+    }
+    CHECK_MESSAGE(listed, p.out());
+    CHECK(p.out().find("echo ") != std::string::npos);  // the built-ins are still there
+  }
+}
+
+TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the problem") {
+  struct Case {
+    std::string path;
+    std::string problem;
+  };
+  const std::vector<Case> cases = {
+      {test::temp_socket_path("no-such-plugin.so"), "plugin file not found"},
+      {NOT_A_PLUGIN_PATH, "not a shared object"},
+      {NO_ENTRY_PLUGIN_PATH, "no reactor_plugin_v1 entry point"},
+      {BAD_ABI_PLUGIN_PATH, "another reactor plugin ABI version"},
+      {CLASH_PLUGIN_PATH, "taken by a built-in"},
+      {UNRESOLVED_PLUGIN_PATH, "cannot load the shared object"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.path);
+    const std::string line =
+        refused_line({"--plugin", c.path, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
+    CHECK(line.starts_with("reactor-server: --plugin " + c.path + ": "));
+    CHECK_MESSAGE(line.find(c.problem) != std::string::npos, line);
+  }
+  const std::string clash = refused_line(
+      {"--plugin", CLASH_PLUGIN_PATH, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
+  CHECK(clash.find("'echo'") != std::string::npos);
+}
+
+TEST_CASE("bad arguments exit 2 with one line naming the problem") {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--frobnicate"},
+       "unknown argument '--frobnicate'"},
+      {{"--protocol", "echo"}, "--listen"},
+      {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:70000"},
+       "tcp://127.0.0.1:70000: bad port"},
+      {{"--protocol", "echo", "--listen", "ftp://127.0.0.1:21"}, "unknown scheme"},
+      {{"--protocol", "gopher", "--listen", "tcp://127.0.0.1:0"}, "unknown protocol 'gopher'"},
+      {{"--protocol", "chat", "--listen", "udp://127.0.0.1:0"},
+       "udp://127.0.0.1:0: protocol 'chat' does not run over udp"},
+      {{"--protocol", "echo", "--model", "thread", "--listen", "udp://127.0.0.1:0"},
+       "udp://127.0.0.1:0: datagram listeners run on the epoll model only"},
+      {{"--protocol", "echo", "--workers", "2", "--listen", "tcp://127.0.0.1:0"},
+       "--workers applies to --model reuseport only"},
+      {{"--listen", "tcp://127.0.0.1:0"}, "--protocol is required"},
+      {{"--protocol", "echo", "--listen"}, "--listen needs a value"},
+      {{"--protocol", "echo", "--model", "coroutine", "--listen", "tcp://127.0.0.1:0"},
+       "unknown model"},
+      {{"--protocol", "echo", "--idle-timeout", "soon", "--listen", "tcp://127.0.0.1:0"},
+       "--idle-timeout: expected seconds"},
+  };
+  for (const auto& c : cases) {
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    CAPTURE(joined);
+    const std::string line = refused_line(c.args);
+    CHECK(line.starts_with("reactor-server: "));
+    CHECK_MESSAGE(line.find(c.says) != std::string::npos, line);
+    CHECK(line.find("usage") == std::string::npos);
+  }
+}
+
+TEST_CASE("a port in use exits 1 with 'Address already in use'") {
+  auto taken = reactor::listen_on(test::parse("tcp://127.0.0.1:0"));
+  REQUIRE(taken.ok());
+  auto bound = reactor::local_address(taken->get(), reactor::Transport::tcp);
+  REQUIRE(bound.ok());
+  const std::string url = bound->to_string();
+  auto p = test::run_to_exit(kServer, {"--protocol", "echo", "--listen", url});
+  CHECK(p.exit_code() == 1);
+  CHECK(p.out().find("listening on") == std::string::npos);
+  CHECK_MESSAGE(p.err().find("Address already in use") != std::string::npos, p.err());
+  CHECK_MESSAGE(p.err().find(url) != std::string::npos, p.err());
+  CHECK(std::count(p.err().begin(), p.err().end(), '\n') == 1);
+}
+
+TEST_CASE("--help prints the usage and exits 0") {
+  auto p = test::run_to_exit(kServer, {"--help"});
+  CHECK(p.exit_code() == 0);
+  CHECK(p.out().find("usage") != std::string::npos);
+  CHECK(p.out().find("--listen") != std::string::npos);
+  CHECK(p.err().empty());
+}
+
+TEST_CASE("--max-connections 2 closes a third client at once and keeps serving the first two") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--max-connections", "2", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  const auto address = server->addresses.at(0);
+  auto first = test::connect_to(address);
+  auto second = test::connect_to(address);
+  for (int fd : {first.get(), second.get()}) {  // both accepted and served before the third
+    test::send_all(fd, "hello");
+    CHECK(text_of(test::read_exact(fd, 5)) == "hello");
+  }
+  auto third = test::connect_to(address);
+  CHECK(wait_closed(third.get(), 5s) == "");
+  for (int fd : {first.get(), second.get()}) {
+    test::send_all(fd, "again");
+    CHECK(text_of(test::read_exact(fd, 5)) == "again");
+  }
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 2);
+  CHECK(summary["rejected"] == 1);
+}
+
+TEST_CASE("--idle-timeout 0.3 closes a silent client") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--idle-timeout", "0.3", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  auto fd = test::connect_to(server->addresses.at(0));
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(wait_closed(fd.get(), 5s) == "");
+  const auto waited = std::chrono::steady_clock::now() - start;
+  CHECK(waited >= 250ms);  // not closed before its idle time
+  CHECK(waited < 3s);
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 1);
+  CHECK(summary["failed"] == 1);  // an idle close is a close with an error
+}
