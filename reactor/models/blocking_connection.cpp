@@ -240,38 +240,44 @@ void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source
   {
     std::lock_guard lock(mutex_);
     if (!socket_ || dropped_ || close_wanted_ || shutdown_wanted_ || write_shut_) return;
-    if (source == Source::own && outbox_.empty()) {
-      // Writes go out at once when the socket takes them; only the rest is queued.
-      ssize_t n = ::send(socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0) {
-        if (!would_block(errno)) {
-          drop_locked(last_errno());
-          return;
-        }
-        n = 0;
-      }
-      if (n > 0) {
-        counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-        last_activity_ = Clock::now();
-      }
-      bytes = bytes.subspan(static_cast<std::size_t>(n));
-      if (bytes.empty()) return;
-    }
-    std::size_t limit = limits_.max_outbox;
-    if (limit == 0) {
-      limit =
-          source == Source::own ? std::numeric_limits<std::size_t>::max() : limits_.delivery_limit;
-    }
-    wake_owner = source == Source::other && outbox_.empty();
-    if (bytes.size() > limit - outbox_.size()) {
-      drop_locked(Errc::too_slow);
-      wake_owner = source == Source::other;
-    } else if (!outbox_.append(bytes)) {
-      drop_locked(errno_code(ENOMEM));
-      wake_owner = source == Source::other;
-    }
+    wake_owner = enqueue_locked(bytes, source) && source == Source::other;
   }
   if (wake_owner) wake();
+}
+
+// Returns true when the owner thread must look: output was queued for it or the peer dropped.
+bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source source) {
+  if (outbox_.empty()) {
+    // Writes go out at once when the socket takes them; only the rest is queued. Deliveries
+    // from other threads (Hub) do the same, under the mutex and without blocking: the kernel
+    // buffer then absorbs a burst as it does under epoll, so a reader that keeps up is not
+    // dropped just because its own thread was not scheduled in time.
+    ssize_t n = ::send(socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && !would_block(errno)) {
+      drop_locked(last_errno());
+      return true;
+    }
+    if (n > 0) {
+      counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+      last_activity_ = Clock::now();
+      bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+    if (bytes.empty()) return false;
+  }
+  std::size_t limit = limits_.max_outbox;
+  if (limit == 0) {
+    limit = source == Source::own ? std::numeric_limits<std::size_t>::max() : limits_.delivery_limit;
+  }
+  bool was_empty = outbox_.empty();  // else the owner already has output to wait for
+  if (bytes.size() > limit - outbox_.size()) {
+    drop_locked(Errc::too_slow);
+    return true;
+  }
+  if (!outbox_.append(bytes)) {
+    drop_locked(errno_code(ENOMEM));
+    return true;
+  }
+  return was_empty;
 }
 
 void BlockingConnection::close() {

@@ -95,6 +95,7 @@ class BlockingConnection final : public Peer {
  private:
   enum class Source { own, other };
   void enqueue(std::span<const std::byte> bytes, Source source);
+  bool enqueue_locked(std::span<const std::byte> bytes, Source source);
   void wake() noexcept;
   void fail(std::error_code reason);
   void drop_locked(std::error_code reason);
