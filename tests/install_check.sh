@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the library into a scratch prefix and builds a program and a plugin against it using
+# only the generated pkg-config file, the way another project would.
+set -euo pipefail
+build=$1
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+meson install -C "$build" --destdir "$scratch" --quiet --no-rebuild >/dev/null
+pc=$(find "$scratch" -name reactor.pc | head -n1)
+[ -n "$pc" ] || { echo "reactor.pc was not installed"; exit 1; }
+export PKG_CONFIG_PATH=$(dirname "$pc")
+prefix=$scratch$(pkg-config --variable=prefix reactor)  # the same prefix, under the destdir
+pc_flags() { pkg-config --define-variable=prefix="$prefix" "$@" reactor; }
+flags=$(pc_flags --cflags --libs)
+cat > "$scratch/app.cpp" <<'CPP'
+#include <reactor/address.hpp>
+#include <reactor/session.hpp>
+#include <cstdio>
+int main() {
+  auto a = reactor::Address::parse_numeric("tcp://[::1]:7");
+  std::puts(a ? a->to_string().c_str() : "error");
+  return a ? 0 : 1;
+}
+CPP
+c++ -std=c++20 "$scratch/app.cpp" -o "$scratch/app" $flags
+out=$(LD_LIBRARY_PATH=$(pc_flags --variable=libdir) "$scratch/app")
+[ "$out" = "tcp://[::1]:7" ] || { echo "unexpected output: $out"; exit 1; }
+# A plugin needs only the headers.
+c++ -std=c++20 -shared -fPIC "$(dirname "$0")/../protocols/examples/kv.cpp" -o "$scratch/libkv.so" \
+  $(pc_flags --cflags)
+echo "installed library, pkg-config file and headers work: $out"
