@@ -98,6 +98,11 @@ void Connection::read_stream() {
     if (!would_block(errno)) close_now(last_errno());
     return;
   }
+  handle_peer_eof();
+}
+
+// The peer finished sending: stop reading, tell the session, and close if our side is done too.
+void Connection::handle_peer_eof() {
   state_ |= kPeerEof;
   update_interest();
   try {
@@ -121,13 +126,7 @@ void Connection::read_message() {
     return;
   }
   if (n == 0) {  // SEQPACKET: EOF (a zero-length message reads the same and is taken as EOF)
-    state_ |= kPeerEof;
-    update_interest();
-    try {
-      session_->on_eof(*this);
-    } catch (...) {
-      close_now(Errc::session_failed);
-    }
+    handle_peer_eof();
     return;
   }
   owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);

@@ -90,6 +90,7 @@ class Connection final : public Watcher, public Peer, public Retired {
   void handle_readable();
   void read_stream();
   void read_message();
+  void handle_peer_eof();
   void deliver(std::span<const std::byte> bytes, bool from_input_buffer);
   void handle_writable();
   void flush_done();

@@ -185,3 +185,33 @@ TEST_CASE("TCP listeners set TCP_NODELAY once and accepted sockets inherit it") 
   REQUIRE(::getsockopt(accepted.get(), IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0);
   CHECK(on == 1);
 }
+
+namespace {
+// Greets, shuts its write side at once, and counts messages until the peer's EOF.
+class GreetAndShut final : public reactor::Session {
+ public:
+  void on_open(reactor::Peer& peer) override {
+    peer.send("hello");
+    peer.shutdown_write();
+  }
+  std::size_t on_data(reactor::Peer&, std::span<const std::byte> bytes) override {
+    return bytes.size();
+  }
+  void on_eof(reactor::Peer&) override {}  // our side is already shut: nothing left to do
+};
+}  // namespace
+
+TEST_CASE("SEQPACKET half-close: both sides shut means the connection closes") {
+  test::LambdaProtocol protocol([] { return std::make_unique<GreetAndShut>(); });
+  test::ServerThread server(protocol);
+  auto address = server.listen("seqpacket:" + test::temp_socket_path("seqhalf"));
+  server.start();
+  auto fd = test::connect_to(address);
+  char buffer[16];
+  CHECK(::recv(fd.get(), buffer, sizeof(buffer), 0) == 5);
+  CHECK(::recv(fd.get(), buffer, sizeof(buffer), 0) == 0);  // the server's write side is shut
+  REQUIRE(::shutdown(fd.get(), SHUT_WR) == 0);
+  auto stats = server.wait_for_stats([](auto& s) { return s.closed == 1; });
+  CHECK(stats.closed == 1);
+  CHECK(stats.live == 0);
+}
