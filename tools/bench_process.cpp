@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -158,9 +159,12 @@ void Child::release() noexcept {
 bool Child::try_reap() {
   if (!running()) return true;
   int status = 0;
-  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  rusage usage{};
+  pid_t r = ::wait4(pid_, &status, WNOHANG, &usage);
   if (r == pid_) {
     status_ = status;
+    cpu_seconds_ = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                   static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
     return true;
   }
   return false;
@@ -251,7 +255,12 @@ void Child::kill_now() {
   if (!running()) return;
   ::kill(pid_, SIGKILL);
   int status = 0;
-  if (::waitpid(pid_, &status, 0) == pid_) status_ = status;
+  rusage usage{};
+  if (::wait4(pid_, &status, 0, &usage) == pid_) {
+    status_ = status;
+    cpu_seconds_ = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                   static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  }
 }
 
 std::string describe_wait_status(int status) {

@@ -35,6 +35,9 @@ class Child {
   pid_t pid() const noexcept { return pid_; }
   bool running() const noexcept { return status_ < 0; }
   int exit_status() const noexcept { return status_; }  // raw wait status once reaped
+  // Once reaped: the process's whole CPU time (user + system, all threads, and every child it
+  // reaped), from wait4's rusage: exact, with no /proc sampling race.
+  double cpu_seconds() const noexcept { return cpu_seconds_; }
 
   // The next stdout line (without '\n'), or nullopt at EOF or when the deadline passes.
   std::optional<std::string> read_line(Millis timeout);
@@ -58,6 +61,7 @@ class Child {
   int out_fd_ = -1;
   int pid_fd_ = -1;  // pidfd when the kernel has it, for poll()able exit
   int status_ = -1;
+  double cpu_seconds_ = 0;
   bool out_eof_ = false;
   std::string buffer_;
 };

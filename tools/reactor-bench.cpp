@@ -262,7 +262,10 @@ PhaseResult run_phase(const Plan& plan, const std::string& model, const PhaseSpe
   }
   r.started = true;
 
-  // The server's CPU over the load phase only: sampled right before and right after the run.
+  // The server's CPU over the load phase: its lifetime total from wait4 once it has exited
+  // (threads and reaped children included, no sampling race while children exit), minus what
+  // it had spent before the load started (start-up; a fresh server has no children yet).
+  // Shutdown after the load is included; it is small next to a phase.
   double cpu_before = load::tree_cpu_seconds(server->pid());
   auto loader = bench::Child::spawn(
       {load_argv(plan, phase, target), plan.load_cpus, log_base + ".load.log"}, error);
@@ -274,12 +277,11 @@ PhaseResult run_phase(const Plan& plan, const std::string& model, const PhaseSpe
   auto load_budget =
       Millis(static_cast<long long>((plan.options.phase_s + 2 * kLoadTimeoutS + 30) * 1000));
   std::string output = loader->read_all(load_budget);
-  double cpu_after = load::tree_cpu_seconds(server->pid());
   if (!loader->wait(Millis(5000))) loader->kill_now();
-  r.server_cpu_s = cpu_after - cpu_before;
 
   std::string server_out = server->stop(SIGTERM, kStopTimeout);
   r.summary = parse_summary(server_out);
+  r.server_cpu_s = std::max(0.0, server->cpu_seconds() - cpu_before);
 
   std::string parse_error;
   auto json = JsonValue::parse(first_line(output), &parse_error);
@@ -317,8 +319,8 @@ void write_results_json(const Plan& plan, const std::vector<Row>& rows,
   j.field("echo_pipeline", kEchoPipeline);
   j.field("reference", reference);
   j.field("cpu_cost",
-          "server utime+stime (all threads) plus reaped and live descendants, "
-          "sampled from /proc right before and after each load phase");
+          "server utime+stime (all threads and reaped children) from wait4 at exit, minus "
+          "/proc/PID/stat right before the load phase; a fresh server per phase");
   const Row* ref = nullptr;
   for (const auto& r : rows) {
     if (r.model == reference) ref = &r;
@@ -503,8 +505,17 @@ int main(int argc, char** argv) {
       row.note = (model == "textbook" ? "textbook-echo" : "reactor-server") +
                  std::string(" not found at ") + binary;
     }
-    for (const auto& spec : kPhases) {
-      if (row.skipped) break;
+    rows.push_back(std::move(row));
+  }
+  // Phase-major, and each phase starts from a different model: on a shared machine the load
+  // drifts over minutes, and running one model's phases back to back would hand that drift to
+  // whole rows instead of spreading it across them.
+  std::size_t first = 0;
+  for (const auto& spec : kPhases) {
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      Row& row = rows[(first + k) % rows.size()];
+      if (row.skipped) continue;
+      const std::string& model = row.model;
       std::fprintf(stderr, "  %-9s %-12s ", model.c_str(), spec.label);
       std::fflush(stderr);
       PhaseResult r = run_phase(plan, model, spec);
@@ -512,7 +523,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "skipped: %s\n", r.note.c_str());
         row.skipped = true;
         row.note = r.note;
-        break;
+        continue;
       }
       if (r.ran) {
         std::fprintf(stderr, "%10.0f/s  p99 %.0f us  cpu %.2f s  errors %llu%s%s\n", r.rate(),
@@ -525,7 +536,7 @@ int main(int argc, char** argv) {
         row.note += (row.note.empty() ? "" : "; ") + std::string(spec.key) + ": " + r.note;
       row.phases[spec.key] = std::move(r);
     }
-    rows.push_back(std::move(row));
+    ++first;
   }
   double total_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
