@@ -13,6 +13,9 @@ namespace {
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
 
+// How often a closing connection checks whether the peer has acknowledged our data.
+constexpr std::chrono::milliseconds kCloseTick{25};
+
 // Message records in the output buffer: a native-endian u32 length, then the bytes.
 using RecordLength = std::uint32_t;
 
@@ -65,7 +68,9 @@ void Connection::on_events(std::uint32_t events) {
 }
 
 void Connection::handle_readable() {
-  if (state_ & kMessages) {
+  if (state_ & kLingering) {
+    discard_input();
+  } else if (state_ & kMessages) {
     read_message();
   } else {
     read_stream();
@@ -246,7 +251,7 @@ void Connection::handle_writable() {
 
 void Connection::flush_done() {
   if (state_ & kCloseWanted) {
-    close_now({});
+    finish_close();
     return;
   }
   if ((state_ & kShutdownWanted) && !(state_ & kWriteShut)) {
@@ -266,7 +271,7 @@ void Connection::update_interest() {
       state_ &= ~kReadPaused;
     }
   }
-  bool want_in = !(state_ & (kReadPaused | kPeerEof | kCloseWanted));
+  bool want_in = (state_ & kLingering) || !(state_ & (kReadPaused | kPeerEof | kCloseWanted));
   bool want_out = !output_.empty();
   bool have_in = state_ & kWatchingIn;
   bool have_out = state_ & kWatchingOut;
@@ -283,18 +288,59 @@ void Connection::update_interest() {
 void Connection::close() {
   if (!is_open() || (state_ & kCloseWanted)) return;
   state_ |= kCloseWanted;
-  if (output_.empty()) {
+  if (output_.empty() && (state_ & kPeerEof)) {  // the common case: nothing left either way
     close_now({});
     return;
   }
-  // Bound the flush: a peer that never reads must not keep us forever.
+  // Bound the whole close: a peer that never reads, or never stops sending, must not keep us.
   if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
   state_ |= kClosing;
-  idle_timer_ = loop_.after(options_.close_linger, [this] {
-    idle_timer_ = kNoTimer;
-    close_now(errno_code(ETIMEDOUT));
-  });
+  close_ticks_ = 0;
+  idle_timer_ = loop_.add_timer(kCloseTick, kCloseTick, [this] { on_close_tick(); });
+  if (output_.empty()) {
+    finish_close();
+    return;
+  }
   update_interest();
+}
+
+// Output is flushed to the kernel and we want to close.
+void Connection::finish_close() {
+  if (state_ & kPeerEof) {  // everything the peer sent has been read: a plain close sends FIN
+    close_now({});
+    return;
+  }
+  if (unacknowledged_bytes(fd_.get()) == 0) {
+    close_now({});  // the peer has all our bytes: even an RST can no longer lose any
+    return;
+  }
+  ::shutdown(fd_.get(), SHUT_WR);
+  state_ |= kWriteShut | kLingering;
+  update_interest();
+}
+
+void Connection::discard_input() {
+  std::byte sink[Buffer::kSpillSize];
+  for (int i = 0; i < 4; ++i) {
+    ssize_t n = ::recv(fd_.get(), sink, sizeof(sink), 0);
+    if (n == 0) {
+      close_now({});
+      return;
+    }
+    if (n < 0) {
+      if (!would_block(errno)) close_now(last_errno());
+      return;
+    }
+  }
+}
+
+void Connection::on_close_tick() {
+  ++close_ticks_;
+  if ((state_ & kLingering) && unacknowledged_bytes(fd_.get()) == 0) {
+    close_now({});
+    return;
+  }
+  if (close_ticks_ * kCloseTick >= options_.close_linger) close_now(errno_code(ETIMEDOUT));
 }
 
 void Connection::shutdown_write() {

@@ -7,7 +7,10 @@
 //   (backpressure from a slow reader), unless the protocol sets max_outbox, in which case a peer
 //   over it is dropped with Errc::too_slow.
 // - Peer EOF is delivered as on_eof; we may still send. close() and shutdown_write() take effect
-//   once pending output is flushed.
+//   once pending output is flushed. A close never discards output the kernel already took: if
+//   the peer may still be sending, we send FIN and discard its input until it closes or has
+//   acknowledged our data (closing with unread input would answer with RST, which drops our
+//   unsent bytes), all bounded by close_linger.
 // - A closed connection unwatches at once, is moved to the loop's retired list, and its session
 //   hears on_close after the current batch; it is never destroyed inside its own callback.
 #pragma once
@@ -84,13 +87,17 @@ class Connection final : public Watcher, public Peer, public Retired {
     kWatchingOut = 32,
     kMessages = 64,       // SEQPACKET: keep message boundaries
     kWatchingIn = 128,
-    kClosing = 256,       // close_linger timer armed
+    kClosing = 256,       // close() called: the close_linger clock runs
+    kLingering = 512,     // FIN sent; discarding input until the peer closes or has our data
   };
 
   void handle_readable();
   void read_stream();
   void read_message();
   void handle_peer_eof();
+  void finish_close();
+  void discard_input();
+  void on_close_tick();
   void deliver(std::span<const std::byte> bytes, bool from_input_buffer);
   void handle_writable();
   void flush_done();
@@ -114,6 +121,7 @@ class Connection final : public Watcher, public Peer, public Retired {
   std::uint32_t index_ = 0;  // position in owner_
   Fd fd_;
   std::uint16_t state_ = 0;
+  std::uint16_t close_ticks_ = 0;  // close_tick periods since close()
   Transport transport_;
 };
 

@@ -1,10 +1,12 @@
 #include "reactor/socket.hpp"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -176,6 +178,11 @@ std::error_code set_buffer_sizes(int fd, int receive_bytes, int send_bytes) {
     if (auto ec = set_int_option(fd, SOL_SOCKET, SO_SNDBUF, send_bytes)) return ec;
   }
   return {};
+}
+
+int unacknowledged_bytes(int fd) noexcept {
+  int queued = 0;
+  return ::ioctl(fd, SIOCOUTQ, &queued) == 0 ? queued : -1;
 }
 
 void ignore_sigpipe() noexcept {

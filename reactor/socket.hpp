@@ -48,6 +48,11 @@ std::error_code set_receive_timeout(int fd, std::chrono::milliseconds timeout);
 std::error_code set_send_timeout(int fd, std::chrono::milliseconds timeout);
 std::error_code set_buffer_sizes(int fd, int receive_bytes, int send_bytes);  // 0 = leave as is
 
+// Bytes we sent that the peer has not yet taken (SIOCOUTQ: unacknowledged on TCP, unread on
+// UNIX sockets); -1 if the kernel cannot tell. Closing with unread input answers with RST, which
+// drops exactly these bytes: a graceful close waits for 0 (or the peer's EOF) first.
+int unacknowledged_bytes(int fd) noexcept;
+
 // SIGPIPE must never kill the process: every send in the library uses MSG_NOSIGNAL, and this
 // sets SIG_IGN as a fallback for writes the library does not make (idempotent).
 void ignore_sigpipe() noexcept;

@@ -434,3 +434,18 @@ TEST_CASE("--idle-timeout 0.3 closes a silent client") {
   CHECK(summary["connections"] == 1);
   CHECK(summary["failed"] == 1);  // an idle close is a close with an error
 }
+
+TEST_CASE("SIGTERM right after 'listening on' still stops gracefully, on every model") {
+  // The signal must wait for the model's signalfd, not kill the process before run() starts.
+  for (std::string_view model : test::kServerModels) {
+    CAPTURE(model);
+    for (int i = 0; i < 10; ++i) {
+      auto server = test::start_server(
+          kServer, {"--protocol", "echo", "--model", std::string(model), "--listen",
+                    "tcp://127.0.0.1:0"});
+      if (!server) break;
+      auto summary = test::stop_server(*server);
+      CHECK(summary.count("connections") == 1);
+    }
+  }
+}

@@ -1,5 +1,6 @@
 // reactor-server: serves any protocol (built-in or plugin) under any concurrency model on any
 // number of addresses. See --help.
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "protocols/plugin_loader.hpp"
 #include "protocols/registry.hpp"
 #include "reactor/error.hpp"
+#include "reactor/loop.hpp"
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/model.hpp"
 #include "reactor/socket.hpp"
@@ -87,6 +89,12 @@ int main(int argc, char** argv) {
   if (!protocol) return fail(2, "--protocol " + args->protocol + ": " + error);
 
   reactor::ignore_sigpipe();
+  // Blocked from here on (and in every thread the models start), so a SIGINT/SIGTERM that
+  // arrives as soon as 'listening on' is printed waits for run()'s signalfd instead of killing
+  // the process without its graceful stop and summary.
+  if (auto ec = reactor::block_signals({SIGINT, SIGTERM})) {
+    return fail(1, reactor::describe("block signals", ec));
+  }
   reactor::ModelOptions options;
   options.idle_timeout = args->idle_timeout;
   options.max_connections = args->max_connections;

@@ -111,6 +111,7 @@ std::error_code BlockingConnection::serve(Session& session,
     }
   }
 
+  if (!reason) linger();
   close_socket();
   try {
     session.on_close(reason);
@@ -348,6 +349,29 @@ void BlockingConnection::flush() {
     }
     counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     last_activity_ = Clock::now();
+  }
+}
+
+// A graceful close must not lose output the kernel already took: with unread input, close()
+// answers with RST and drops our unacknowledged bytes. So unless the peer already finished or
+// has everything, send FIN and discard its input until it closes or has our data, bounded by
+// close_linger (and cut short when the model drops us at its shutdown deadline).
+void BlockingConnection::linger() {
+  if (peer_eof_ || unacknowledged_bytes(socket_.get()) == 0) return;
+  ::shutdown(socket_.get(), SHUT_WR);
+  auto deadline = Clock::now() + limits_.close_linger;
+  std::byte sink[Buffer::kSpillSize];
+  for (;;) {
+    pollfd p{socket_.get(), POLLIN, 0};
+    int rc = ::poll(&p, 1, 25);  // also a period to re-check what the peer has acknowledged
+    if (rc < 0 && errno != EINTR) return;
+    if (rc > 0) {
+      ssize_t n = ::recv(socket_.get(), sink, sizeof(sink), 0);
+      if (n == 0 || (n < 0 && !would_block(errno))) return;
+    }
+    if (unacknowledged_bytes(socket_.get()) == 0 || Clock::now() >= deadline) return;
+    std::lock_guard lock(mutex_);
+    if (dropped_) return;
   }
 }
 

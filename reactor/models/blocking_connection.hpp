@@ -107,6 +107,7 @@ class BlockingConnection final : public Peer {
   void read_once(Session& session);
   void present(Session& session, std::span<const std::byte> bytes, bool from_input);
   void flush();
+  void linger();
   void close_socket();
 
   const BlockingLimits& limits_;
