@@ -12,7 +12,9 @@
 
 namespace reactor {
 namespace {
-Fd open_reserve() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+Fd open_reserve() {
+  return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
 }  // namespace
 
 Acceptor::Acceptor(Loop& loop, Fd listener, Transport transport, AcceptHandler& handler)
@@ -22,7 +24,9 @@ Acceptor::Acceptor(Loop& loop, Fd listener, Transport transport, AcceptHandler& 
       transport_(transport),
       handler_(handler) {}
 
-Acceptor::~Acceptor() { stop(); }
+Acceptor::~Acceptor() {
+  stop();
+}
 
 std::error_code Acceptor::start() {
   auto id = loop_.watch(listener_.get(), EPOLLIN, *this);

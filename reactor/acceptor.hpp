@@ -21,7 +21,7 @@ class AcceptHandler {
 
 struct AcceptorStats {
   std::uint64_t accepted = 0;
-  std::uint64_t shed = 0;          // accepted and closed at once for lack of descriptors
+  std::uint64_t shed = 0;           // accepted and closed at once for lack of descriptors
   std::uint64_t fd_exhaustion = 0;  // EMFILE/ENFILE events
 };
 

@@ -72,9 +72,12 @@ Result<std::uint16_t> parse_port(std::string_view text) {
 int socket_type_of(Transport t) {
   switch (t) {
     case Transport::tcp:
-    case Transport::unix_stream: return SOCK_STREAM;
-    case Transport::udp: return SOCK_DGRAM;
-    case Transport::unix_seqpacket: return SOCK_SEQPACKET;
+    case Transport::unix_stream:
+      return SOCK_STREAM;
+    case Transport::udp:
+      return SOCK_DGRAM;
+    case Transport::unix_seqpacket:
+      return SOCK_SEQPACKET;
   }
   return SOCK_STREAM;
 }
@@ -83,15 +86,21 @@ int socket_type_of(Transport t) {
 
 std::string_view scheme_of(Transport t) noexcept {
   switch (t) {
-    case Transport::tcp: return "tcp";
-    case Transport::udp: return "udp";
-    case Transport::unix_stream: return "unix";
-    case Transport::unix_seqpacket: return "seqpacket";
+    case Transport::tcp:
+      return "tcp";
+    case Transport::udp:
+      return "udp";
+    case Transport::unix_stream:
+      return "unix";
+    case Transport::unix_seqpacket:
+      return "seqpacket";
   }
   return "?";
 }
 
-int Address::socket_type() const noexcept { return socket_type_of(transport_); }
+int Address::socket_type() const noexcept {
+  return socket_type_of(transport_);
+}
 
 Result<std::vector<Address>> Address::resolve_all(std::string_view url) {
   return resolve(url, true);
@@ -200,9 +209,8 @@ std::uint16_t Address::port() const noexcept {
 std::string Address::unix_path() const {
   if (family() != AF_UNIX) return {};
   const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
-  std::size_t n = length_ > offsetof(sockaddr_un, sun_path)
-                      ? length_ - offsetof(sockaddr_un, sun_path)
-                      : 0;
+  std::size_t n =
+      length_ > offsetof(sockaddr_un, sun_path) ? length_ - offsetof(sockaddr_un, sun_path) : 0;
   if (n == 0 || un->sun_path[0] == '\0') return {};
   return std::string(un->sun_path, strnlen(un->sun_path, n));
 }
@@ -212,9 +220,8 @@ std::string Address::to_string() const {
   if (family() == AF_UNIX) {
     out += ':';
     const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
-    std::size_t n = length_ > offsetof(sockaddr_un, sun_path)
-                        ? length_ - offsetof(sockaddr_un, sun_path)
-                        : 0;
+    std::size_t n =
+        length_ > offsetof(sockaddr_un, sun_path) ? length_ - offsetof(sockaddr_un, sun_path) : 0;
     if (n > 0 && un->sun_path[0] == '\0') {
       out += '@';
       out.append(un->sun_path + 1, n - 1);

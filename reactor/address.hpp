@@ -25,11 +25,15 @@ enum TransportMask : unsigned {
   kUnixSeqpacket = 1u << 3,
   kAllTransports = kTcp | kUdp | kUnixStream | kUnixSeqpacket,
 };
-constexpr unsigned mask_of(Transport t) noexcept { return 1u << static_cast<unsigned>(t); }
+constexpr unsigned mask_of(Transport t) noexcept {
+  return 1u << static_cast<unsigned>(t);
+}
 
 std::string_view scheme_of(Transport t) noexcept;  // "tcp", "udp", "unix", "seqpacket"
 // Connection-oriented transports listen and accept; udp does neither.
-constexpr bool is_connection_oriented(Transport t) noexcept { return t != Transport::udp; }
+constexpr bool is_connection_oriented(Transport t) noexcept {
+  return t != Transport::udp;
+}
 // Transports that keep message boundaries (one send = one receive).
 constexpr bool is_message_oriented(Transport t) noexcept {
   return t == Transport::udp || t == Transport::unix_seqpacket;

@@ -29,7 +29,9 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
   return *this;
 }
 
-Buffer::~Buffer() { release(); }
+Buffer::~Buffer() {
+  release();
+}
 
 void Buffer::release() noexcept {
   std::free(data_);
@@ -78,7 +80,9 @@ void Buffer::consume(std::size_t n) noexcept {
   read_ += static_cast<std::uint32_t>(n);
 }
 
-void Buffer::clear() noexcept { release(); }
+void Buffer::clear() noexcept {
+  release();
+}
 
 ssize_t Buffer::read_from(int fd) {
   std::byte spill[kSpillSize];

@@ -2,11 +2,11 @@
 // back when drained, so an idle connection owns no heap buffer at all.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
-
-#include <sys/types.h>
 
 namespace reactor {
 

@@ -11,7 +11,9 @@
 namespace reactor {
 namespace {
 
-bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
+bool would_block(int e) {
+  return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
 
 // How often a closing connection checks whether the peer has acknowledged our data.
 constexpr std::chrono::milliseconds kCloseTick{25};
@@ -61,8 +63,7 @@ void Connection::on_events(std::uint32_t events) {
   }
   // Hang-up or error that no read or write surfaced (we are neither reading nor writing): close
   // here, or a level-triggered EPOLLHUP would wake us forever.
-  if (is_open() && (events & (EPOLLHUP | EPOLLERR)) && !(state_ & kWatchingIn) &&
-      output_.empty()) {
+  if (is_open() && (events & (EPOLLHUP | EPOLLERR)) && !(state_ & kWatchingIn) && output_.empty()) {
     close_now(finish_connect(fd_.get()));
   }
 }
@@ -349,17 +350,20 @@ void Connection::shutdown_write() {
   if (output_.empty()) flush_done();
 }
 
-void Connection::abort(std::error_code reason) { close_now(reason); }
+void Connection::abort(std::error_code reason) {
+  close_now(reason);
+}
 
 std::string Connection::remote() const {
-  auto address = is_open() ? peer_address(fd_.get(), transport_) : Result<Address>(Errc::shutting_down);
+  auto address =
+      is_open() ? peer_address(fd_.get(), transport_) : Result<Address>(Errc::shutting_down);
   return address ? address->to_string() : "(closed)";
 }
 
 void Connection::arm_idle_timer() {
   if (options_.idle_timeout.count() <= 0 || (state_ & kClosing)) return;
-  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(loop_.now() -
-                                                                       last_activity_);
+  auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(loop_.now() - last_activity_);
   auto wait = options_.idle_timeout - elapsed;
   if (wait.count() < 1) wait = std::chrono::milliseconds(1);
   idle_timer_ = loop_.after(wait, [this] { on_idle_timer(); });
@@ -408,9 +412,8 @@ ConnectionSet::~ConnectionSet() {
 
 Connection& ConnectionSet::open(Fd fd, Transport transport, std::unique_ptr<Session> session,
                                 const ConnectionOptions& options) {
-  auto connection =
-      std::make_unique<Connection>(loop_, std::move(fd), transport, std::move(session), options,
-                                   *this);
+  auto connection = std::make_unique<Connection>(loop_, std::move(fd), transport,
+                                                 std::move(session), options, *this);
   Connection& c = *connection;
   c.index_ = static_cast<std::uint32_t>(live_.size());
   live_.push_back(std::move(connection));

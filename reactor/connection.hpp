@@ -28,11 +28,11 @@
 namespace reactor {
 
 struct ConnectionOptions {
-  std::size_t high_water = 1u << 20;  // pause reading above this much pending output
-  std::size_t low_water = 256u << 10;  // resume below this
-  std::size_t max_outbox = 0;          // 0: backpressure; else drop the peer above it
-  std::size_t max_input = 1u << 20;    // unconsumed input allowed before closing
-  std::chrono::milliseconds idle_timeout{0};  // 0: none
+  std::size_t high_water = 1u << 20;               // pause reading above this much pending output
+  std::size_t low_water = 256u << 10;              // resume below this
+  std::size_t max_outbox = 0;                      // 0: backpressure; else drop the peer above it
+  std::size_t max_input = 1u << 20;                // unconsumed input allowed before closing
+  std::chrono::milliseconds idle_timeout{0};       // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
   Hub* hub = nullptr;  // if set, a closed peer is forgotten there after its on_close
 };
@@ -85,10 +85,10 @@ class Connection final : public Watcher, public Peer, public Retired {
     kShutdownWanted = 8,  // shutdown(SHUT_WR) once output drains
     kWriteShut = 16,
     kWatchingOut = 32,
-    kMessages = 64,       // SEQPACKET: keep message boundaries
+    kMessages = 64,  // SEQPACKET: keep message boundaries
     kWatchingIn = 128,
-    kClosing = 256,       // close() called: the close_linger clock runs
-    kLingering = 512,     // FIN sent; discarding input until the peer closes or has our data
+    kClosing = 256,    // close() called: the close_linger clock runs
+    kLingering = 512,  // FIN sent; discarding input until the peer closes or has our data
   };
 
   void handle_readable();

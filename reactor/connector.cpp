@@ -5,8 +5,7 @@
 
 namespace reactor {
 
-Connector::Connector(Loop& loop, Address target, std::chrono::milliseconds timeout,
-                     Callback done)
+Connector::Connector(Loop& loop, Address target, std::chrono::milliseconds timeout, Callback done)
     : loop_(loop),
       target_(std::move(target)),
       timeout_(timeout),

@@ -16,7 +16,7 @@ class DatagramEndpoint::ReplyPeer final : public Peer {
       : endpoint_(endpoint), sender_(sender) {}
   void send(std::span<const std::byte> bytes) override { endpoint_.send_to(sender_, bytes); }
   using Peer::send;
-  void close() override {}           // nothing to close on a connectionless endpoint
+  void close() override {}  // nothing to close on a connectionless endpoint
   void shutdown_write() override {}
   std::size_t buffered() const override { return 0; }
   std::string remote() const override { return sender_.to_string(); }
@@ -33,7 +33,9 @@ DatagramEndpoint::DatagramEndpoint(Loop& loop, Fd fd, std::unique_ptr<Session> s
       session_(std::move(session)),
       max_datagram_(max_datagram < kMaxDatagram ? max_datagram : kMaxDatagram) {}
 
-DatagramEndpoint::~DatagramEndpoint() { stop(); }
+DatagramEndpoint::~DatagramEndpoint() {
+  stop();
+}
 
 std::error_code DatagramEndpoint::start() {
   auto id = loop_.watch(fd_.get(), EPOLLIN, *this);
@@ -77,8 +79,7 @@ void DatagramEndpoint::on_events(std::uint32_t events) {
       continue;  // ICMP errors from earlier sends surface here (ECONNREFUSED): not ours to die of
     }
     Address sender =
-        Address::from_sockaddr(reinterpret_cast<sockaddr*>(&from), msg.msg_namelen,
-                               Transport::udp);
+        Address::from_sockaddr(reinterpret_cast<sockaddr*>(&from), msg.msg_namelen, Transport::udp);
     ++stats_.received;
     stats_.bytes_in += static_cast<std::uint64_t>(n);
     if (msg.msg_flags & MSG_TRUNC) {

@@ -12,19 +12,32 @@ class ReactorCategory final : public std::error_category {
     switch (static_cast<Errc>(code)) {
       case Errc::unknown_scheme:
         return "unknown scheme (expected tcp://, udp://, unix: or seqpacket:)";
-      case Errc::missing_port: return "missing port (expected host:port)";
-      case Errc::bad_port: return "bad port (expected a number from 0 to 65535)";
-      case Errc::bad_host: return "bad host (IPv6 literals go in brackets: [::1])";
-      case Errc::path_too_long: return "UNIX socket path too long (at most 107 bytes)";
-      case Errc::empty_path: return "empty UNIX socket path";
-      case Errc::message_too_large: return "message larger than the receive buffer";
-      case Errc::too_slow: return "peer too slow: outbox overflowed";
-      case Errc::idle_timeout: return "idle timeout";
-      case Errc::input_too_large: return "unconsumed input over the limit";
-      case Errc::session_failed: return "protocol handler failed";
-      case Errc::wrong_transport: return "operation does not fit this transport";
-      case Errc::shutting_down: return "server shutting down";
-      case Errc::host_not_numeric: return "host is not a numeric IP address";
+      case Errc::missing_port:
+        return "missing port (expected host:port)";
+      case Errc::bad_port:
+        return "bad port (expected a number from 0 to 65535)";
+      case Errc::bad_host:
+        return "bad host (IPv6 literals go in brackets: [::1])";
+      case Errc::path_too_long:
+        return "UNIX socket path too long (at most 107 bytes)";
+      case Errc::empty_path:
+        return "empty UNIX socket path";
+      case Errc::message_too_large:
+        return "message larger than the receive buffer";
+      case Errc::too_slow:
+        return "peer too slow: outbox overflowed";
+      case Errc::idle_timeout:
+        return "idle timeout";
+      case Errc::input_too_large:
+        return "unconsumed input over the limit";
+      case Errc::session_failed:
+        return "protocol handler failed";
+      case Errc::wrong_transport:
+        return "operation does not fit this transport";
+      case Errc::shutting_down:
+        return "server shutting down";
+      case Errc::host_not_numeric:
+        return "host is not a numeric IP address";
     }
     return "unknown reactor error";
   }

@@ -14,8 +14,12 @@ namespace reactor {
 namespace {
 constexpr std::size_t kMaxEventsPerWait = 256;
 
-std::uint32_t slot_of(std::uint64_t id) { return static_cast<std::uint32_t>(id); }
-std::uint32_t generation_of(std::uint64_t id) { return static_cast<std::uint32_t>(id >> 32); }
+std::uint32_t slot_of(std::uint64_t id) {
+  return static_cast<std::uint32_t>(id);
+}
+std::uint32_t generation_of(std::uint64_t id) {
+  return static_cast<std::uint32_t>(id >> 32);
+}
 }  // namespace
 
 // The eventfd that post() and stop() write to wake a blocked epoll_wait.
@@ -160,8 +164,9 @@ void Loop::run_once(std::chrono::milliseconds max_wait) {
   if (n < 0 && errno != EINTR) {
     std::fprintf(stderr, "reactor: epoll_wait: %s\n", std::strerror(errno));
   }
-  for (int i = 0; i < n; ++i) dispatch(events_[static_cast<std::size_t>(i)].data.u64,
-                                       events_[static_cast<std::size_t>(i)].events);
+  for (int i = 0; i < n; ++i)
+    dispatch(events_[static_cast<std::size_t>(i)].data.u64,
+             events_[static_cast<std::size_t>(i)].events);
   drain_retired();
   timers_.run_due(now_);
   drain_retired();
@@ -198,7 +203,9 @@ TimerId Loop::add_timer(std::chrono::milliseconds delay, std::chrono::millisecon
   return timers_.add(Clock::now() + delay, period, std::move(task));
 }
 
-void Loop::retire(std::unique_ptr<Retired> object) { retired_.push_back(std::move(object)); }
+void Loop::retire(std::unique_ptr<Retired> object) {
+  retired_.push_back(std::move(object));
+}
 
 void Loop::drain_retired() {
   // finalize() may retire more (a session's on_close publishing to a peer that then fails).

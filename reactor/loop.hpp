@@ -79,7 +79,9 @@ class Loop {
 
   // Timers, millisecond resolution. `period` 0 = one-shot. Due timers run in deadline order.
   TimerId add_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period, Task task);
-  TimerId after(std::chrono::milliseconds delay, Task task) { return add_timer(delay, {}, std::move(task)); }
+  TimerId after(std::chrono::milliseconds delay, Task task) {
+    return add_timer(delay, {}, std::move(task));
+  }
   bool cancel_timer(TimerId id) { return timers_.cancel(id); }
   std::size_t timer_count() const noexcept { return timers_.size(); }
 
@@ -126,8 +128,8 @@ class Loop {
   std::atomic<bool> stop_{false};
 
   std::mutex post_mutex_;
-  std::vector<Task> posted_;       // guarded by post_mutex_
-  std::vector<Task> running_;      // swapped out under the lock, run without it
+  std::vector<Task> posted_;   // guarded by post_mutex_
+  std::vector<Task> running_;  // swapped out under the lock, run without it
   std::unique_ptr<Wakeup> wakeup_;
   std::unique_ptr<SignalWatcher> signals_;
 };

@@ -12,7 +12,7 @@ namespace reactor {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}                   // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}                     // NOLINT: implicit by design
   Result(std::error_code error) : error_(error) { assert(error); }  // NOLINT
   template <class E, class = std::enable_if_t<std::is_error_code_enum_v<E>>>
   Result(E e) : Result(std::error_code(e)) {}  // NOLINT
@@ -21,9 +21,18 @@ class [[nodiscard]] Result {
   explicit operator bool() const noexcept { return ok(); }
   std::error_code error() const noexcept { return error_; }
 
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  T& value() & {
+    assert(ok());
+    return *value_;
+  }
+  const T& value() const& {
+    assert(ok());
+    return *value_;
+  }
+  T&& value() && {
+    assert(ok());
+    return std::move(*value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }

@@ -120,7 +120,7 @@ class Protocol {
 // What a protocol is, for registries, --list-protocols and plugins.
 struct ProtocolInfo {
   std::string_view name;
-  std::string_view summary;       // one line
+  std::string_view summary;              // one line
   unsigned transports = kAllTransports;  // TransportMask bits
   bool uses_hub = false;
 };

@@ -17,8 +17,8 @@ struct ListenOptions {
   bool reuse_port = false;    // SO_REUSEPORT: several listeners share one port (one per loop)
   bool v6_only = true;        // IPv6 listeners accept only IPv6
   bool unlink_stale_unix_path = true;  // remove a leftover socket file before bind
-  bool blocking = false;      // blocking listener, for the fork/thread models
-  bool no_delay = true;       // TCP_NODELAY, inherited by accepted sockets (no call per accept)
+  bool blocking = false;               // blocking listener, for the fork/thread models
+  bool no_delay = true;  // TCP_NODELAY, inherited by accepted sockets (no call per accept)
 };
 
 // Stream and seqpacket: socket+bind+listen. UDP: socket+bind.

@@ -67,7 +67,8 @@ inline reactor::Address parse(std::string_view url) {
 class ServerThread {
  public:
   ServerThread(reactor::Protocol& protocol, reactor::ServerOptions options = {})
-      : loop_(make_loop()), server_(std::make_unique<reactor::EpollServer>(*loop_, protocol, options)) {}
+      : loop_(make_loop()),
+        server_(std::make_unique<reactor::EpollServer>(*loop_, protocol, options)) {}
   ~ServerThread() { stop(); }
 
   reactor::Address listen(std::string_view url) {
@@ -94,7 +95,9 @@ class ServerThread {
     REQUIRE(future.wait_for(10s) == std::future_status::ready);
     return future.get();
   }
-  reactor::ServerStats stats() { return call([this] { return server_->stats(); }); }
+  reactor::ServerStats stats() {
+    return call([this] { return server_->stats(); });
+  }
   // Waits (bounded) until `pred(stats)` holds; returns the last stats seen.
   reactor::ServerStats wait_for_stats(std::function<bool(const reactor::ServerStats&)> pred,
                                       std::chrono::seconds limit = 10s) {
@@ -161,7 +164,9 @@ inline void send_all(int fd, std::span<const std::byte> bytes) {
   auto ec = reactor::send_all(fd, bytes.data(), bytes.size());
   REQUIRE_MESSAGE(!ec, ec.message());
 }
-inline void send_all(int fd, std::string_view text) { send_all(fd, reactor::as_bytes(text)); }
+inline void send_all(int fd, std::string_view text) {
+  send_all(fd, reactor::as_bytes(text));
+}
 
 inline std::string temp_socket_path(std::string_view name) {
   return "/tmp/reactor-test-" + std::to_string(::getpid()) + "-" + std::string(name);

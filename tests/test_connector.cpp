@@ -14,8 +14,9 @@ reactor::Result<reactor::Fd> connect_with(const reactor::Address& target,
                                           std::chrono::milliseconds timeout) {
   auto loop = test::make_loop();
   std::optional<reactor::Result<reactor::Fd>> outcome;
-  reactor::Connector connector(*loop, target, timeout,
-                               [&](reactor::Result<reactor::Fd> r) { outcome.emplace(std::move(r)); });
+  reactor::Connector connector(*loop, target, timeout, [&](reactor::Result<reactor::Fd> r) {
+    outcome.emplace(std::move(r));
+  });
   connector.start();
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (!outcome && std::chrono::steady_clock::now() < deadline) loop->run_once(1000ms);
@@ -78,8 +79,9 @@ TEST_CASE("connector: no route (a fresh network namespace with lo down) is unrea
     } else {
       auto loop = reactor::Loop::create();
       std::optional<reactor::Result<reactor::Fd>> outcome;
-      reactor::Connector connector(**loop, *reactor::Address::parse("tcp://127.0.0.1:9"), 2000ms,
-                                   [&](reactor::Result<reactor::Fd> r) { outcome.emplace(std::move(r)); });
+      reactor::Connector connector(
+          **loop, *reactor::Address::parse("tcp://127.0.0.1:9"), 2000ms,
+          [&](reactor::Result<reactor::Fd> r) { outcome.emplace(std::move(r)); });
       connector.start();
       for (int i = 0; i < 50 && !outcome; ++i) (*loop)->run_once(100ms);
       code = outcome && !outcome->ok() ? outcome->error().value() : 0;

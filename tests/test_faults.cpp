@@ -2,8 +2,8 @@
 // another connection inside the same epoll batch, descriptor exhaustion, idle clients.
 #include <doctest/doctest.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -20,7 +20,8 @@ TEST_CASE("a peer that resets mid-write is closed and counted; SIGPIPE does not 
   test::EchoProtocol echo;
   test::ServerThread server(echo);
   auto address = server.listen("tcp://127.0.0.1:0");
-  struct sigaction dfl {}, old {};
+  struct sigaction dfl {
+  }, old{};
   dfl.sa_handler = SIG_DFL;
   ::sigaction(SIGPIPE, &dfl, &old);  // only MSG_NOSIGNAL stands between us and death now
   server.start();
@@ -68,9 +69,8 @@ TEST_CASE("a slow reader pauses reading at the high-water mark and resumes after
   constexpr std::size_t kTotal = 32u << 20;
   auto payload = test::random_bytes(kTotal, 11);
   std::atomic<bool> sent_ok{false};
-  std::thread writer([&] {
-    sent_ok = !reactor::send_all(fd.get(), payload.data(), payload.size());
-  });
+  std::thread writer(
+      [&] { sent_ok = !reactor::send_all(fd.get(), payload.data(), payload.size()); });
   // Nobody reads yet: the server must stop reading instead of buffering 32 MiB.
   auto paused = server.wait_for_stats([](auto& s) { return s.read_pauses >= 1; });
   CHECK(paused.read_pauses >= 1);
@@ -211,7 +211,7 @@ TEST_CASE("closing ANOTHER connection whose event is pending in the same batch d
   loop->run_once(1000ms);
   CHECK(crowd.data_calls == 1);  // the two closed ones never got their pending event
   CHECK(loop->stats().stale_events - stale_before == 2);
-  CHECK(crowd.closes == 2);       // on_close ran after the batch
+  CHECK(crowd.closes == 2);  // on_close ran after the batch
   CHECK(server.live_connections() == 1);
 }
 
@@ -311,7 +311,7 @@ TEST_CASE("EMFILE: surplus connections are shed, the server keeps serving and re
   // Those already served keep working while the surplus is being refused.
   for (auto& fd : served) CHECK(echoes(fd.get()));
   CHECK(::waitpid(server.pid, nullptr, WNOHANG) == 0);  // alive
-  served.clear();  // the clients leave
+  served.clear();                                       // the clients leave
   // Once the server has seen them go, new clients are served again (bounded retries: the
   // server may still be closing the old ones when the first new client arrives).
   bool recovered = false;

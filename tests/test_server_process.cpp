@@ -441,8 +441,8 @@ TEST_CASE("SIGTERM right after 'listening on' still stops gracefully, on every m
     CAPTURE(model);
     for (int i = 0; i < 10; ++i) {
       auto server = test::start_server(
-          kServer, {"--protocol", "echo", "--model", std::string(model), "--listen",
-                    "tcp://127.0.0.1:0"});
+          kServer,
+          {"--protocol", "echo", "--model", std::string(model), "--listen", "tcp://127.0.0.1:0"});
       if (!server) break;
       auto summary = test::stop_server(*server);
       CHECK(summary.count("connections") == 1);

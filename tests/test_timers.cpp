@@ -89,7 +89,8 @@ TEST_CASE("100k timers: cancelling most keeps the heap bounded and the rest in o
   TimerQueue q;
   auto t0 = Clock::now();
   std::vector<reactor::TimerId> ids;
-  for (int i = 0; i < 100000; ++i) ids.push_back(q.add(t0 + std::chrono::milliseconds(i % 1000), {}, [] {}));
+  for (int i = 0; i < 100000; ++i)
+    ids.push_back(q.add(t0 + std::chrono::milliseconds(i % 1000), {}, [] {}));
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i % 10 != 0) CHECK(q.cancel(ids[i]));
   }

@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
   const auto* entry = registry.find(args->protocol);
   if (entry == nullptr) {
     std::string known;
-    for (const auto& e : registry.list()) known += (known.empty() ? "" : ", ") + std::string(e.info.name);
+    for (const auto& e : registry.list())
+      known += (known.empty() ? "" : ", ") + std::string(e.info.name);
     return fail(2, "unknown protocol '" + args->protocol + "' (known: " + known + ")");
   }
 

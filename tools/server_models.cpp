@@ -2,8 +2,8 @@
 
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/fork.hpp"
-#include "reactor/models/thread.hpp"
 #include "reactor/models/reuseport.hpp"
+#include "reactor/models/thread.hpp"
 
 namespace reactor::tools {
 

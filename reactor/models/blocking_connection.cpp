@@ -267,7 +267,8 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
   }
   std::size_t limit = limits_.max_outbox;
   if (limit == 0) {
-    limit = source == Source::own ? std::numeric_limits<std::size_t>::max() : limits_.delivery_limit;
+    limit =
+        source == Source::own ? std::numeric_limits<std::size_t>::max() : limits_.delivery_limit;
   }
   bool was_empty = outbox_.empty();  // else the owner already has output to wait for
   if (bytes.size() > limit - outbox_.size()) {

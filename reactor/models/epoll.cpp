@@ -9,7 +9,9 @@ namespace reactor {
 class EpollServer::Listener final : public AcceptHandler {
  public:
   Listener(EpollServer& server, Fd fd, Transport transport)
-      : server_(server), transport_(transport), acceptor_(server.loop_, std::move(fd), transport, *this) {}
+      : server_(server),
+        transport_(transport),
+        acceptor_(server.loop_, std::move(fd), transport, *this) {}
   Acceptor& acceptor() { return acceptor_; }
   void on_accept(Fd fd) override { server_.accept(std::move(fd), transport_); }
 
@@ -148,7 +150,9 @@ namespace {
 class EpollModel final : public Model {
  public:
   EpollModel(std::unique_ptr<Loop> loop, Protocol& protocol, const ModelOptions& options)
-      : loop_(std::move(loop)), options_(options), server_(*loop_, protocol, server_options(options)) {}
+      : loop_(std::move(loop)),
+        options_(options),
+        server_(*loop_, protocol, server_options(options)) {}
 
   Result<Address> listen(const Address& address) override { return server_.listen(address); }
 

@@ -23,9 +23,8 @@ struct ServerOptions {
   std::size_t max_connections = 0;            // 0: unlimited; surplus is accepted and closed
   std::size_t high_water = 1u << 20;
   std::size_t low_water = 256u << 10;
-  bool reuse_port = false;                    // for several loops on one port
+  bool reuse_port = false;  // for several loops on one port
 };
-
 
 class EpollServer {
  public:

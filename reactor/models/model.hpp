@@ -14,18 +14,18 @@
 namespace reactor {
 
 struct ModelOptions {
-  std::chrono::milliseconds idle_timeout{0};      // 0: none
-  std::size_t max_connections = 0;                // 0: unlimited
+  std::chrono::milliseconds idle_timeout{0};       // 0: none
+  std::size_t max_connections = 0;                 // 0: unlimited
   std::chrono::milliseconds shutdown_grace{5000};  // flushing time after SIGINT/SIGTERM
-  unsigned workers = 0;                           // reuseport: loops (0 = one per core)
+  unsigned workers = 0;                            // reuseport: loops (0 = one per core)
 };
 
 struct ServerStats {
-  std::uint64_t accepted = 0;   // connections served
+  std::uint64_t accepted = 0;  // connections served
   std::uint64_t closed = 0;
-  std::uint64_t failed = 0;     // closed with an error (reset, too slow, idle, ...)
-  std::uint64_t rejected = 0;   // over max_connections
-  std::uint64_t shed = 0;       // dropped for lack of file descriptors
+  std::uint64_t failed = 0;    // closed with an error (reset, too slow, idle, ...)
+  std::uint64_t rejected = 0;  // over max_connections
+  std::uint64_t shed = 0;      // dropped for lack of file descriptors
   std::uint64_t live = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;

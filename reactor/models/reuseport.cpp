@@ -20,7 +20,8 @@ class ReuseportModel final : public Model {
     server_options.idle_timeout = options.idle_timeout;
     // The limit is per process; each loop takes its share (rounded up).
     if (options.max_connections != 0) {
-      server_options.max_connections = (options.max_connections + loops_.size() - 1) / loops_.size();
+      server_options.max_connections =
+          (options.max_connections + loops_.size() - 1) / loops_.size();
     }
     server_options.reuse_port = true;
     for (std::size_t i = 0; i < loops_.size(); ++i) {

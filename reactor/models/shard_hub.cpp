@@ -12,9 +12,11 @@ class ShardHub::Shard final : public Hub {
     std::lock_guard lock(hub_.mutex_);
     auto& rec = hub_.record(index_, peer);
     auto it = hub_.rooms_.find(room);
-    if (it == hub_.rooms_.end()) it = hub_.rooms_.emplace(std::string(room), std::vector<Member>{}).first;
+    if (it == hub_.rooms_.end())
+      it = hub_.rooms_.emplace(std::string(room), std::vector<Member>{}).first;
     auto& members = it->second;
-    bool present = std::any_of(members.begin(), members.end(), [&](const Member& m) { return m.peer == &peer; });
+    bool present = std::any_of(members.begin(), members.end(),
+                               [&](const Member& m) { return m.peer == &peer; });
     if (!present) members.push_back({index_, &peer, rec.token});
   }
 
@@ -26,7 +28,8 @@ class ShardHub::Shard final : public Hub {
     if (it->second.empty()) hub_.rooms_.erase(it);
   }
 
-  void publish(std::string_view room, std::span<const std::byte> bytes, const Peer* except) override {
+  void publish(std::string_view room, std::span<const std::byte> bytes,
+               const Peer* except) override {
     std::vector<Member> targets;
     {
       std::lock_guard lock(hub_.mutex_);
@@ -108,12 +111,15 @@ class ShardHub::Shard final : public Hub {
 };
 
 ShardHub::ShardHub(std::vector<Loop*> loops) : loops_(std::move(loops)) {
-  for (std::size_t i = 0; i < loops_.size(); ++i) shards_.push_back(std::make_unique<Shard>(*this, i));
+  for (std::size_t i = 0; i < loops_.size(); ++i)
+    shards_.push_back(std::make_unique<Shard>(*this, i));
 }
 
 ShardHub::~ShardHub() = default;
 
-Hub& ShardHub::shard(std::size_t index) { return *shards_[index]; }
+Hub& ShardHub::shard(std::size_t index) {
+  return *shards_[index];
+}
 
 ShardHub::PeerRecord& ShardHub::record(std::size_t shard, Peer& peer) {
   auto it = peers_.find(&peer);
@@ -135,10 +141,10 @@ void ShardHub::deliver(std::size_t from, const std::vector<Member>& targets,
   Bytes shared;
   for (std::size_t shard = 0; shard < remote.size(); ++shard) {
     if (remote[shard].empty()) continue;
-    if (!shared) shared = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
-    loops_[shard]->post([this, members = std::move(remote[shard]), shared] {
-      deliver_here(members, shared);
-    });
+    if (!shared)
+      shared = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
+    loops_[shard]->post(
+        [this, members = std::move(remote[shard]), shared] { deliver_here(members, shared); });
   }
 }
 

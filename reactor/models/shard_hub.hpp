@@ -39,16 +39,17 @@ class ShardHub {
   using Bytes = std::shared_ptr<const std::vector<std::byte>>;
 
   PeerRecord& record(std::size_t shard, Peer& peer);  // under mutex_
-  void deliver(std::size_t from, const std::vector<Member>& targets, std::span<const std::byte> bytes);
+  void deliver(std::size_t from, const std::vector<Member>& targets,
+               std::span<const std::byte> bytes);
   void deliver_here(const std::vector<Member>& targets, const Bytes& bytes);
 
   std::vector<Loop*> loops_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::mutex mutex_;
   std::map<std::string, std::vector<Member>, std::less<>> rooms_;  // guarded by mutex_
-  std::map<std::string, Member, std::less<>> by_name_;            // guarded by mutex_
-  std::unordered_map<const Peer*, PeerRecord> peers_;             // guarded by mutex_
-  std::uint64_t next_token_ = 1;                                  // guarded by mutex_
+  std::map<std::string, Member, std::less<>> by_name_;             // guarded by mutex_
+  std::unordered_map<const Peer*, PeerRecord> peers_;              // guarded by mutex_
+  std::uint64_t next_token_ = 1;                                   // guarded by mutex_
 };
 
 }  // namespace reactor

@@ -13,8 +13,8 @@ namespace {
 
 using reactor::protocols::LineSplitter;
 
-std::vector<std::string> split(std::span<const std::byte> stream, std::span<const std::uint8_t> cuts,
-                               std::size_t max_line) {
+std::vector<std::string> split(std::span<const std::byte> stream,
+                               std::span<const std::uint8_t> cuts, std::size_t max_line) {
   LineSplitter splitter(max_line);
   std::vector<std::string> out;
   std::size_t cut = 0;
