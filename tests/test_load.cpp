@@ -507,12 +507,12 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-// textbook-echo on an ephemeral port; stopped (SIGTERM) by stop().
+// An echo server (textbook-echo by default) on an ephemeral port; stopped (SIGTERM) by stop().
 struct EchoServer {
-  explicit EchoServer(const std::string& log) {
+  explicit EchoServer(const std::string& log, std::vector<std::string> argv = {}) {
+    if (argv.empty()) argv = {binary("TEXTBOOK_ECHO"), "--listen", "tcp://127.0.0.1:0"};
     std::string error;
-    child = bench::Child::spawn(
-        {{binary("TEXTBOOK_ECHO"), "--listen", "tcp://127.0.0.1:0"}, {}, log}, error);
+    child = bench::Child::spawn({std::move(argv), {}, log}, error);
     REQUIRE_MESSAGE(child, error);
     auto line = child->read_line(bench::Millis(10'000));
     REQUIRE(line);
@@ -657,37 +657,67 @@ TEST_SUITE("integration") {
     CHECK(v->number_or("elapsed_s", 99) < 2);
   }
 
-  TEST_CASE("reactor-bench runs the textbook row and writes its results folder") {
+  TEST_CASE("reactor-load's counters match reactor-server's own summary under every model") {
+    for (const char* model : {"epoll", "reuseport", "thread", "fork"}) {
+      CAPTURE(model);
+      std::string dir = temp_dir();
+      EchoServer server(dir + "/server.log", {binary("REACTOR_SERVER"), "--protocol", "echo",
+                                              "--model", model, "--listen", "tcp://127.0.0.1:0"});
+      auto echo = run_load({"--target", server.target, "--mode", "echo", "--duration", "0.5",
+                            "--connections", "8", "--json"},
+                           dir);
+      auto rate = run_load({"--target", server.target, "--mode", "connrate", "--duration", "0.5",
+                            "--concurrency", "4", "--json"},
+                           dir);
+      CHECK(echo.u64_or("errors", 1) == 0);
+      CHECK(rate.u64_or("errors", 1) == 0);
+      auto summary = server.stop();
+      std::uint64_t sent = echo.u64_or("bytes_sent", 0) + rate.u64_or("bytes_sent", 0);
+      CHECK(sent > 0);
+      CHECK(summary["bytes_in"] == sent);
+      CHECK(summary["bytes_out"] ==
+            echo.u64_or("bytes_received", 0) + rate.u64_or("bytes_received", 0));
+      CHECK(summary["connections"] ==
+            echo.u64_or("connections", 0) + rate.u64_or("connections", 0));
+    }
+  }
+
+  TEST_CASE("reactor-bench --quick runs every model end to end and writes its results folder") {
+    // Figures are not asserted (a shared machine); the run, the rows and the files are.
     std::string dir = temp_dir() + "/results";
     RunResult r =
-        run({binary("REACTOR_BENCH"), "--models", "textbook", "--duration", "0.3", "--out", dir,
+        run({binary("REACTOR_BENCH"), "--quick", "--out", dir, "--server", binary("REACTOR_SERVER"),
              "--baseline", binary("TEXTBOOK_ECHO"), "--load", binary("REACTOR_LOAD")},
-            bench::Millis(60'000), dir.substr(0, dir.size() - 8));
+            bench::Millis(240'000), dir.substr(0, dir.size() - 8));
     INFO("stdout: ", r.out, "\nstderr: ", r.err);
     CHECK(WEXITSTATUS(r.status) == 0);
-    CHECK(r.out.find("textbook") != std::string::npos);
     CHECK(r.out.find("results: " + dir) != std::string::npos);
     auto results = load::JsonValue::parse(slurp(dir + "/results.json"));
     REQUIRE(results);
     const auto* rows = results->find("rows");
     REQUIRE(rows);
-    REQUIRE(rows->items().size() == 1);
-    const auto& row = rows->items()[0];
-    CHECK(row.find("model")->as_string() == "textbook");
-    CHECK(row.find("status")->as_string() == "ok");
-    CHECK(row.u64_or("errors", 1) == 0);
-    CHECK(row.number_or("us_per_conn", -1) > 0);
-    CHECK(row.number_or("us_per_msg", -1) > 0);
-    for (const char* phase : {"connrate_c1", "connrate_c16", "connrate_c64", "echo"}) {
-      CAPTURE(phase);
-      const auto* p = row.find(phase);
-      REQUIRE(p);
-      CHECK(p->number_or("rate", 0) > 0);
-      CHECK(p->find("note")->as_string() == "");
-      CHECK(p->find("load")->is_object());
+    std::vector<std::string> models;
+    for (const auto& row : rows->items()) {
+      std::string model = row.find("model")->as_string();
+      CAPTURE(model);
+      models.push_back(model);
+      CHECK(row.find("status")->as_string() == "ok");
+      CHECK(row.u64_or("errors", 1) == 0);
+      CHECK(row.number_or("us_per_conn", -1) > 0);
+      CHECK(row.number_or("us_per_msg", -1) > 0);
+      for (const char* phase : {"connrate_c1", "connrate_c16", "connrate_c64", "echo"}) {
+        CAPTURE(phase);
+        const auto* p = row.find(phase);
+        REQUIRE(p);
+        CHECK(p->number_or("rate", 0) > 0);
+        CHECK(p->find("note")->as_string() == "");
+        CHECK(p->find("load")->is_object());
+      }
     }
+    CHECK(models == std::vector<std::string>{"epoll", "fork", "thread", "reuseport", "textbook"});
     std::string csv = slurp(dir + "/results.csv");
     CHECK(csv.rfind("model,status,", 0) == 0);
+    CHECK(csv.find("\nepoll,ok,") != std::string::npos);
     CHECK(csv.find("\ntextbook,ok,") != std::string::npos);
   }
 }
