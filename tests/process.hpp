@@ -28,6 +28,7 @@
 #include "reactor/address.hpp"
 #include "reactor/error.hpp"
 #include "reactor/fd.hpp"
+#include "summary.hpp"
 
 extern char** environ;
 
@@ -284,24 +285,6 @@ inline std::optional<ServerProcess> start_server(const std::string& path,
     server.addresses.push_back(*address);
   }
   return server;
-}
-
-// The "summary: key=N ..." line reactor-server prints on exit, as a map; empty if absent.
-inline std::map<std::string, std::uint64_t> parse_summary(const std::string& out) {
-  std::map<std::string, std::uint64_t> values;
-  for (const auto& line : lines_of(out)) {
-    if (!line.starts_with("summary: ")) continue;
-    std::string_view rest = std::string_view(line).substr(std::strlen("summary: "));
-    while (!rest.empty()) {
-      const std::size_t end = std::min(rest.find(' '), rest.size());
-      const std::string_view field = rest.substr(0, end);
-      rest.remove_prefix(std::min(end + 1, rest.size()));
-      const std::size_t eq = field.find('=');
-      if (eq == std::string_view::npos) continue;
-      values[std::string(field.substr(0, eq))] = std::stoull(std::string(field.substr(eq + 1)));
-    }
-  }
-  return values;
 }
 
 // Sends SIGTERM, waits (bounded) for a clean exit and returns the summary. Fails the test

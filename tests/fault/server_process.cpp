@@ -12,6 +12,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "../summary.hpp"
+
 extern char** environ;
 
 namespace fault {
@@ -55,22 +57,7 @@ std::uint16_t listening_port(const std::string& out) {
 }  // namespace
 
 Summary parse_summary(const std::string& output) {
-  Summary values;
-  const std::size_t at = output.rfind("summary: ");
-  if (at == std::string::npos) return values;
-  const std::size_t end = output.find('\n', at);
-  if (end == std::string::npos) return values;
-  std::string_view rest = std::string_view(output).substr(at + 9, end - at - 9);
-  while (!rest.empty()) {
-    const std::size_t space = std::min(rest.find(' '), rest.size());
-    const std::string_view field = rest.substr(0, space);
-    rest.remove_prefix(std::min(space + 1, rest.size()));
-    const std::size_t eq = field.find('=');
-    if (eq == std::string_view::npos) continue;
-    values[std::string(field.substr(0, eq))] =
-        std::strtoull(std::string(field.substr(eq + 1)).c_str(), nullptr, 10);
-  }
-  return values;
+  return test::parse_summary(output);
 }
 
 ServerProcess::~ServerProcess() {
