@@ -380,7 +380,9 @@ void Connection::on_idle_timer() {
 
 void Connection::close_now(std::error_code reason) {
   if (!is_open()) return;
-  if (watch_ != kNoWatch) loop_.unwatch(watch_);
+  // Our socket was accepted or created here and never duplicated: closing it below removes it
+  // from epoll, so no EPOLL_CTL_DEL (one syscall less per connection).
+  if (watch_ != kNoWatch) loop_.unwatch_before_close(watch_);
   watch_ = kNoWatch;
   if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
   idle_timer_ = kNoTimer;
@@ -403,6 +405,55 @@ void Connection::finalize() {
   }
   // Whatever the session did, no Hub may keep a pointer to a peer that is about to go.
   if (options_.hub != nullptr) options_.hub->forget(*this);
+}
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kCacheRecords = false;  // let the sanitizers see every use after free
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kCacheRecords = false;
+#else
+constexpr bool kCacheRecords = true;
+#endif
+#else
+constexpr bool kCacheRecords = true;
+#endif
+
+// Freed Connection records, kept for reuse on this thread (bounded: a burst of closes returns
+// the surplus to malloc).
+struct RecordCache {
+  static constexpr std::size_t kMax = 1024;
+  std::vector<void*> free;
+  ~RecordCache() {
+    for (void* p : free) ::operator delete(p);
+  }
+};
+thread_local RecordCache record_cache;
+
+}  // namespace
+
+void* Connection::operator new(std::size_t size) {
+  auto& cache = record_cache.free;
+  if (kCacheRecords && size == sizeof(Connection) && !cache.empty()) {
+    void* p = cache.back();
+    cache.pop_back();
+    return p;
+  }
+  return ::operator new(size);
+}
+
+void Connection::operator delete(void* p) noexcept {
+  auto& cache = record_cache.free;
+  if (kCacheRecords && p != nullptr && cache.size() < RecordCache::kMax) {
+    try {
+      cache.push_back(p);
+      return;
+    } catch (...) {  // no memory to remember it: give it back instead
+    }
+  }
+  ::operator delete(p);
 }
 
 ConnectionSet::~ConnectionSet() {

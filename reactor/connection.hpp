@@ -76,6 +76,11 @@ class Connection final : public Watcher, public Peer, public Retired {
   void on_events(std::uint32_t events) override;
   void finalize() override;
 
+  // Connection records come from a small per-thread free list: accepting and closing then costs
+  // no malloc/free. A record is always freed on the loop thread that made it.
+  static void* operator new(std::size_t size);
+  static void operator delete(void* p) noexcept;
+
  private:
   friend class ConnectionSet;
   enum State : std::uint16_t {

@@ -120,11 +120,19 @@ std::error_code Loop::modify(WatchId id, std::uint32_t events) {
 }
 
 void Loop::unwatch(WatchId id) {
+  release_slot(id, true);
+}
+
+void Loop::unwatch_before_close(WatchId id) {
+  release_slot(id, false);
+}
+
+void Loop::release_slot(WatchId id, bool delete_from_epoll) {
   std::uint32_t index = slot_of(id);
   if (index == 0 || index >= slots_.size()) return;
   Slot& slot = slots_[index];
   if (slot.generation != generation_of(id) || slot.watcher == nullptr) return;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, slot.fd, nullptr);  // fd may already be closed
+  if (delete_from_epoll) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, slot.fd, nullptr);
   slot.watcher = nullptr;
   slot.fd = -1;
   // A new generation: events already fetched for the old one are recognised as stale.
@@ -209,11 +217,11 @@ void Loop::retire(std::unique_ptr<Retired> object) {
 
 void Loop::drain_retired() {
   // finalize() may retire more (a session's on_close publishing to a peer that then fails).
-  std::vector<std::unique_ptr<Retired>> batch;
+  // Both vectors keep their capacity: no allocation per batch.
   while (!retired_.empty()) {
-    batch.swap(retired_);
-    for (auto& object : batch) object->finalize();
-    batch.clear();
+    retiring_.swap(retired_);
+    for (auto& object : retiring_) object->finalize();
+    retiring_.clear();
   }
 }
 

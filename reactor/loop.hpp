@@ -65,6 +65,9 @@ class Loop {
   std::error_code modify(WatchId id, std::uint32_t events);
   // Stops delivery at once, also for events already fetched in this batch. Does not close fd.
   void unwatch(WatchId id);
+  // The same for a descriptor the caller closes right after and never shared (no dup, no fork):
+  // closing it removes it from epoll, so the EPOLL_CTL_DEL syscall is skipped.
+  void unwatch_before_close(WatchId id);
 
   // Runs until stop(). Returns at once if stop() was already called.
   void run();
@@ -113,6 +116,7 @@ class Loop {
   explicit Loop(Fd epoll);
   void dispatch(std::uint64_t data, std::uint32_t events);
   void drain_retired();
+  void release_slot(WatchId id, bool delete_from_epoll);
   void run_posted();
   void run_due_timers();
   int wait_timeout_ms(std::chrono::milliseconds max_wait);
@@ -122,6 +126,7 @@ class Loop {
   std::vector<std::uint32_t> free_slots_;
   std::vector<epoll_event> events_;
   std::vector<std::unique_ptr<Retired>> retired_;
+  std::vector<std::unique_ptr<Retired>> retiring_;  // drain_retired's batch, capacity kept
   TimerQueue timers_;
   Clock::time_point now_;
   LoopStats stats_;
