@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "netns.hpp"
 #include "reactor/address.hpp"
 #include "reactor/error.hpp"
 
@@ -95,40 +96,18 @@ TEST_CASE("a UNIX path of 107 bytes is the longest accepted") {
 TEST_CASE("a host that does not resolve reports the resolver's error, with the input") {
   // In a fresh network namespace, so the lookup never leaves this machine: there the resolver
   // cannot reach any name server and must fail (only /etc/hosts answers).
-  int report[2];
-  REQUIRE(::pipe(report) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(report[0]);
-    char result[512] = "";
-    if (::unshare(CLONE_NEWNET) != 0) {
-      std::snprintf(result, sizeof(result), "skip");
-    } else {
-      auto a = Address::parse("tcp://no-such-host.invalid:80");
-      if (a.ok()) {
-        std::snprintf(result, sizeof(result), "resolved");
-      } else {
-        std::snprintf(result, sizeof(result), "%s|%s", a.error().category().name(),
-                      reactor::describe("tcp://no-such-host.invalid:80", a.error()).c_str());
-      }
-    }
-    [[maybe_unused]] auto n = ::write(report[1], result, std::strlen(result));
-    ::_exit(0);
-  }
-  ::close(report[1]);
-  char buffer[512] = "";
-  auto n = ::read(report[0], buffer, sizeof(buffer) - 1);
-  ::close(report[0]);
-  ::waitpid(pid, nullptr, 0);
-  REQUIRE(n > 0);
-  std::string result(buffer, static_cast<std::size_t>(n));
-  if (result == "skip") {
+  auto result = test::in_new_network_namespace([] {
+    auto a = Address::parse("tcp://no-such-host.invalid:80");
+    if (a.ok()) return std::string("resolved");
+    return std::string(a.error().category().name()) + "|" +
+           reactor::describe("tcp://no-such-host.invalid:80", a.error());
+  });
+  if (!result) {
     MESSAGE("skipped: cannot create a network namespace without CAP_SYS_ADMIN");
     return;
   }
-  CHECK(result.find("resolver|tcp://no-such-host.invalid:80: ") == 0);
-  CHECK(result.size() > std::string("resolver|tcp://no-such-host.invalid:80: ").size());
+  CHECK(result->find("resolver|tcp://no-such-host.invalid:80: ") == 0);
+  CHECK(result->size() > std::string("resolver|tcp://no-such-host.invalid:80: ").size());
 }
 
 TEST_CASE("parse_numeric never resolves: a host name is refused, literals pass") {

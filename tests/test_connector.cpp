@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <sys/wait.h>
 
+#include "netns.hpp"
 #include "reactor/connector.hpp"
 #include "support.hpp"
 
@@ -67,38 +68,21 @@ TEST_CASE("connector: a server whose backlog is full makes the connect time out"
 }
 
 TEST_CASE("connector: no route (a fresh network namespace with lo down) is unreachable") {
-  int report[2];
-  REQUIRE(::pipe(report) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(report[0]);
-    int code = 0;
-    if (::unshare(CLONE_NEWNET) != 0) {
-      code = -1;  // not permitted here (needs CAP_SYS_ADMIN)
-    } else {
-      auto loop = reactor::Loop::create();
-      std::optional<reactor::Result<reactor::Fd>> outcome;
-      reactor::Connector connector(
-          **loop, *reactor::Address::parse("tcp://127.0.0.1:9"), 2000ms,
-          [&](reactor::Result<reactor::Fd> r) { outcome.emplace(std::move(r)); });
-      connector.start();
-      for (int i = 0; i < 50 && !outcome; ++i) (*loop)->run_once(100ms);
-      code = outcome && !outcome->ok() ? outcome->error().value() : 0;
-    }
-    [[maybe_unused]] auto n = ::write(report[1], &code, sizeof(code));
-    ::_exit(0);
-  }
-  ::close(report[1]);
-  int code = 0;
-  REQUIRE(::read(report[0], &code, sizeof(code)) == sizeof(code));
-  ::close(report[0]);
-  ::waitpid(pid, nullptr, 0);
-  if (code == -1) {
+  auto code = test::in_new_network_namespace([] {
+    auto loop = reactor::Loop::create();
+    std::optional<reactor::Result<reactor::Fd>> outcome;
+    reactor::Connector connector(
+        **loop, *reactor::Address::parse("tcp://127.0.0.1:9"), 2000ms,
+        [&](reactor::Result<reactor::Fd> r) { outcome.emplace(std::move(r)); });
+    connector.start();
+    for (int i = 0; i < 50 && !outcome; ++i) (*loop)->run_once(100ms);
+    return std::to_string(outcome && !outcome->ok() ? outcome->error().value() : 0);
+  });
+  if (!code) {
     MESSAGE("skipped: cannot create a network namespace without CAP_SYS_ADMIN");
     return;
   }
-  CHECK(code == ENETUNREACH);
+  CHECK(*code == std::to_string(ENETUNREACH));
 }
 
 TEST_CASE("connector: refused, timed out and unreachable are distinct errors") {
