@@ -163,7 +163,8 @@ Result<LoadedPlugin> load_plugin(std::string_view path, Registry& registry, std:
   }
   ProtocolEntry entry_for_registry{
       ProtocolInfo{info->name, info->summary != nullptr ? info->summary : "",
-                   info->transports & kAllTransports, info->uses_hub},
+                   info->transports & kAllTransports, info->uses_hub,
+                   info->shares_memory},
       &create_from_plugin, info};
   if (!registry.add(entry_for_registry)) {
     set_detail(detail, file + ": a protocol named '" + info->name + "' is already registered");

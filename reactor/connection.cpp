@@ -497,4 +497,14 @@ void ConnectionSet::abort_all(std::error_code reason) {
   while (!live_.empty()) live_.back()->close_now(reason);
 }
 
+std::error_code Connection::send_file(int, std::uint64_t, std::uint64_t) {
+  return make_error_code(Errc::wrong_transport);
+}
+TimerId Connection::start_timer(std::chrono::milliseconds, std::chrono::milliseconds) {
+  return kNoTimer;
+}
+bool Connection::cancel_timer(TimerId) {
+  return false;
+}
+
 }  // namespace reactor

@@ -66,6 +66,9 @@ class Connection final : public Watcher, public Peer, public Retired {
   void shutdown_write() override;
   std::size_t buffered() const noexcept override { return output_.size(); }
   std::string remote() const override;
+  std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) override;
+  TimerId start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period) override;
+  bool cancel_timer(TimerId id) override;
 
   // Closes now, discarding pending output; the session hears on_close(reason).
   void abort(std::error_code reason);

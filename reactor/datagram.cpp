@@ -20,6 +20,13 @@ class DatagramEndpoint::ReplyPeer final : public Peer {
   void shutdown_write() override {}
   std::size_t buffered() const override { return 0; }
   std::string remote() const override { return sender_.to_string(); }
+  std::error_code send_file(int, std::uint64_t, std::uint64_t) override {
+    return make_error_code(Errc::wrong_transport);
+  }
+  TimerId start_timer(std::chrono::milliseconds, std::chrono::milliseconds) override {
+    return kNoTimer;
+  }
+  bool cancel_timer(TimerId) override { return false; }
 
  private:
   DatagramEndpoint& endpoint_;

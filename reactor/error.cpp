@@ -38,6 +38,8 @@ class ReactorCategory final : public std::error_category {
         return "server shutting down";
       case Errc::host_not_numeric:
         return "host is not a numeric IP address";
+      case Errc::too_many_connections:
+        return "too many connections";
     }
     return "unknown reactor error";
   }

@@ -21,6 +21,7 @@ enum class Errc {
   wrong_transport,     // operation does not fit the address's transport
   shutting_down,       // server is stopping
   host_not_numeric,    // parse_numeric() got a host name
+  too_many_connections,  // refused: the server is at its connection limit
 };
 
 const std::error_category& reactor_category() noexcept;

@@ -19,7 +19,7 @@
 
 namespace reactor {
 
-inline constexpr std::uint32_t kPluginAbiVersion = 1;
+inline constexpr std::uint32_t kPluginAbiVersion = 2;
 inline constexpr const char* kPluginEntryPoint = "reactor_plugin_v1";
 
 // Static data of the plugin; it must live as long as the plugin is loaded (the loader keeps it
@@ -30,6 +30,7 @@ struct PluginInfo {
   const char* summary;        // one line for --list-protocols
   unsigned transports;        // TransportMask bits the protocol works over
   bool uses_hub;              // sessions talk to each other through the Hub
+  bool shares_memory;         // sessions share state in the process: no fork model (ABI 2)
   // Returns a new Protocol configured by `args` ("" when none were given), or null with a
   // NUL-terminated reason written into error[0..error_size). Must not throw.
   Protocol* (*create)(const char* args, char* error, std::size_t error_size);
@@ -81,7 +82,7 @@ void destroy(Protocol* protocol) noexcept {
 // The PluginInfo for a Protocol subclass P, with create/destroy made from P's constructors.
 template <class P>
 constexpr PluginInfo make_plugin_info(const char* name, const char* summary, unsigned transports,
-                                      bool uses_hub) noexcept {
+                                      bool uses_hub, bool shares_memory = false) noexcept {
   static_assert(std::is_base_of_v<Protocol, P>, "a plugin exports a reactor::Protocol subclass");
   return PluginInfo{
       .abi_version = kPluginAbiVersion,
@@ -89,6 +90,7 @@ constexpr PluginInfo make_plugin_info(const char* name, const char* summary, uns
       .summary = summary,
       .transports = transports,
       .uses_hub = uses_hub,
+      .shares_memory = shares_memory,
       .create = &plugin_detail::create<P>,
       .destroy = &plugin_detail::destroy<P>,
   };

@@ -12,9 +12,17 @@
 //  - Callbacks must not block and should not throw; a throwing session loses its connection
 //    (closed with Errc::session_failed), not the server.
 //  - Over UDP one Session serves the whole endpoint: on_data is called once per datagram with a
-//    Peer that answers the datagram's sender; on_open/on_eof are not called.
+//    Peer that answers the datagram's sender; on_open/on_eof are not called, and that Peer has
+//    no timers and no send_file.
+//  - Session timers (Peer::start_timer) fire as on_timer on the session's own thread, between its
+//    other callbacks; every timer of a connection is cancelled when it closes, so none fires
+//    after on_close.
+//  - Output is coalesced: what a session sends while the server handles one batch of events goes
+//    out in as few syscalls as possible (one per connection in the common case) before the
+//    server waits again. Sending many small pieces is cheap.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -26,6 +34,7 @@
 
 #include "reactor/address.hpp"
 #include "reactor/error.hpp"
+#include "reactor/timer_id.hpp"
 
 namespace reactor {
 
@@ -52,6 +61,22 @@ class Peer {
   virtual std::size_t buffered() const = 0;
   // The remote end as a URL: "tcp://[::1]:51234", "unix:" (unnamed UNIX peers have no path).
   virtual std::string remote() const = 0;
+
+  // Queues `length` bytes of the file `fd` from `offset`, after everything sent before and ahead
+  // of everything sent after. The peer keeps its own duplicate of `fd`: close yours at once if you
+  // like. Stream transports use sendfile(2) (read+send where it cannot work), a chunk at a time as
+  // the socket takes it: the file is never read into memory, and its unsent bytes count towards
+  // buffered() and the high-water mark. Errors (nothing queued): Errc::wrong_transport on message
+  // transports, EBADF for a bad descriptor.
+  virtual std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) = 0;
+
+  // Arms a timer: after `delay` (then every `period`, if non-zero) the session's on_timer runs
+  // with this timer's id. Millisecond resolution; O(log n). Returns kNoTimer where the transport
+  // has no timers (the UDP endpoint's Peer) or the connection is closed.
+  virtual TimerId start_timer(std::chrono::milliseconds delay,
+                              std::chrono::milliseconds period = std::chrono::milliseconds(0)) = 0;
+  // False if the timer had already fired (one-shot), was cancelled, or is not this peer's.
+  virtual bool cancel_timer(TimerId id) = 0;
 
  protected:
   ~Peer() = default;
@@ -99,6 +124,8 @@ class Session {
   virtual std::size_t on_data(Peer& peer, std::span<const std::byte> bytes) = 0;
   // The peer half-closed (sent FIN). We may still send. Default: close after flushing.
   virtual void on_eof(Peer& peer) { peer.close(); }
+  // A timer armed with peer.start_timer is due. A one-shot timer's id is spent once this runs.
+  virtual void on_timer(Peer& /*peer*/, TimerId /*id*/) {}
   // The connection is gone: empty code for an orderly close, else why.
   virtual void on_close(std::error_code) {}
 };
@@ -115,6 +142,10 @@ class Protocol {
   virtual std::size_t max_outbox() const { return 0; }
   // Max unconsumed input a session may leave before the connection is closed.
   virtual std::size_t max_input() const { return 1u << 20; }
+  // Bytes sent (best effort, never blocking) to a connection the server refuses or drops before
+  // it is closed: `reason` is Errc::too_many_connections, idle_timeout, input_too_large or
+  // too_slow. Redis answers "-ERR max number of clients reached\r\n". Default: nothing.
+  virtual std::string last_words(std::error_code /*reason*/) const { return {}; }
 };
 
 // What a protocol is, for registries, --list-protocols and plugins.
@@ -123,6 +154,9 @@ struct ProtocolInfo {
   std::string_view summary;              // one line
   unsigned transports = kAllTransports;  // TransportMask bits
   bool uses_hub = false;
+  // Sessions share state in this process (one store): models whose connections share no memory
+  // (fork) refuse the protocol.
+  bool shares_memory = false;
 };
 
 }  // namespace reactor

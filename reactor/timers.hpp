@@ -7,11 +7,9 @@
 #include <vector>
 
 #include "reactor/task.hpp"
+#include "reactor/timer_id.hpp"
 
 namespace reactor {
-
-using TimerId = std::uint64_t;  // slot index (low 32) | generation (high 32); 0 = none
-constexpr TimerId kNoTimer = 0;
 
 class TimerQueue {
  public:

@@ -5,6 +5,11 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,6 +38,38 @@ class FakePeer final : public reactor::Peer {
   void shutdown_write() override { ++shutdown_calls; }
   std::size_t buffered() const override { return buffered_bytes; }
   std::string remote() const override { return remote_; }
+  // The file's bytes are read now and appended to `sent`, as if the transport had sent them.
+  std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) override {
+    ++files_sent;
+    std::string chunk(64 * 1024, '\0');
+    while (length > 0) {
+      const std::size_t want = length < chunk.size() ? static_cast<std::size_t>(length) : chunk.size();
+      const ssize_t n = ::pread(fd, chunk.data(), want, static_cast<off_t>(offset));
+      if (n < 0) return {errno, std::system_category()};
+      if (n == 0) break;
+      sent.append(chunk.data(), static_cast<std::size_t>(n));
+      offset += static_cast<std::uint64_t>(n);
+      length -= static_cast<std::uint64_t>(n);
+    }
+    return {};
+  }
+  // Timers are recorded, never run by themselves: the test advances time with fire().
+  reactor::TimerId start_timer(std::chrono::milliseconds delay,
+                               std::chrono::milliseconds period) override {
+    if (gone) return reactor::kNoTimer;
+    const reactor::TimerId id = ++last_timer_;
+    timers[id] = {delay, period};
+    return id;
+  }
+  bool cancel_timer(reactor::TimerId id) override { return timers.erase(id) > 0; }
+  // Runs the session's on_timer for `id` if it is armed (a one-shot timer is spent then).
+  bool fire(reactor::Session& session, reactor::TimerId id) {
+    auto it = timers.find(id);
+    if (it == timers.end()) return false;
+    if (it->second.period.count() == 0) timers.erase(it);
+    session.on_timer(*this, id);
+    return true;
+  }
 
   // Returns everything sent since the last take() and forgets it.
   std::string take() { return std::exchange(sent, {}); }
@@ -57,9 +94,16 @@ class FakePeer final : public reactor::Peer {
   int shutdown_calls = 0;
   std::size_t buffered_bytes = 0;  // what buffered() reports
   bool gone = false;               // set when the connection is closed: sends are ignored
+  std::size_t files_sent = 0;
+  struct ArmedTimer {
+    std::chrono::milliseconds delay;
+    std::chrono::milliseconds period;
+  };
+  std::map<reactor::TimerId, ArmedTimer> timers;  // armed and not cancelled
 
  private:
   std::string remote_;
+  reactor::TimerId last_timer_ = 0;
 };
 
 // One session on a stream "connection" made of a FakePeer.
@@ -84,9 +128,12 @@ class FakeConnection {
     for (const char c : bytes) feed(std::string_view(&c, 1));
   }
   void eof() { session_->on_eof(peer); }
+  // Fires an armed timer of this connection's session; false if it is not armed.
+  bool fire(reactor::TimerId id) { return peer.fire(*session_, id); }
   // The transport went away: later sends are ignored, then the session hears on_close.
   void closed(std::error_code reason = {}) {
     peer.gone = true;
+    peer.timers.clear();
     session_->on_close(reason);
   }
   std::size_t unconsumed() const noexcept { return pending_.size(); }

@@ -391,4 +391,14 @@ void BlockingConnection::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
 }
 
+std::error_code BlockingConnection::send_file(int, std::uint64_t, std::uint64_t) {
+  return make_error_code(Errc::wrong_transport);
+}
+TimerId BlockingConnection::start_timer(std::chrono::milliseconds, std::chrono::milliseconds) {
+  return kNoTimer;
+}
+bool BlockingConnection::cancel_timer(TimerId) {
+  return false;
+}
+
 }  // namespace reactor

@@ -83,6 +83,9 @@ class BlockingConnection final : public Peer {
   void shutdown_write() override;
   std::size_t buffered() const override;
   std::string remote() const override { return remote_; }
+  std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) override;
+  TimerId start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period) override;
+  bool cancel_timer(TimerId id) override;
 
   // Any thread: queues output from another session (a Hub delivery), bounded by the limits.
   void deliver(std::span<const std::byte> bytes);

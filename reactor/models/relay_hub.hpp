@@ -109,6 +109,13 @@ class RelayMember final : public Peer {
   void shutdown_write() override {}
   std::size_t buffered() const override { return queued_bytes_; }
   std::string remote() const override { return remote_; }
+  std::error_code send_file(int, std::uint64_t, std::uint64_t) override {
+    return make_error_code(Errc::wrong_transport);
+  }
+  TimerId start_timer(std::chrono::milliseconds, std::chrono::milliseconds) override {
+    return kNoTimer;
+  }
+  bool cancel_timer(TimerId) override { return false; }
 
   int fd() const noexcept { return relay_.get(); }
   bool wants_write() const noexcept { return !queue_.empty(); }

@@ -24,6 +24,11 @@ class Peer final : public reactor::Peer {
   void shutdown_write() override {}
   std::size_t buffered() const override { return 0; }
   std::string remote() const override { return "tcp://127.0.0.1:1"; }
+  std::error_code send_file(int, std::uint64_t, std::uint64_t) override { return {}; }
+  reactor::TimerId start_timer(std::chrono::milliseconds, std::chrono::milliseconds) override {
+    return reactor::kNoTimer;
+  }
+  bool cancel_timer(reactor::TimerId) override { return false; }
   std::size_t sent = 0;
   bool close_requested = false;
   bool closed = false;
