@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in meson ninja g++ pkg-config gnuplot taskset; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in meson ninja g++ pkg-config gnuplot taskset redis-server redis-benchmark wrk curl; do
+  command -v "$tool" >/dev/null || need+=("$tool")
+done
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -f /usr/include/doctest/doctest.h ] || need+=(doctest)
 pkg-config --exists benchmark 2>/dev/null || need+=(benchmark)
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq meson ninja-build g++ pkg-config libbenchmark-dev doctest-dev \
-    gnuplot-nox util-linux >/dev/null
+    gnuplot-nox util-linux redis-server redis-tools nginx-light wrk curl >/dev/null
 fi
 
 if [ ! -f build-release/build.ninja ]; then

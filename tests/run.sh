@@ -12,11 +12,19 @@ for tool in meson ninja g++ pkg-config python3; do command -v "$tool" >/dev/null
 pkg-config --exists benchmark 2>/dev/null || need+=(benchmark)
 command -v clang++ >/dev/null || need+=(clang)
 ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libfuzzer)
+# The real peer programs the integration tests drive (never mocks).
+for tool in redis-server redis-cli redis-benchmark nginx wrk ab curl haproxy chromium strace; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
+done
+python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
+[ -f /usr/include/hiredis/hiredis.h ] || need+=(libhiredis-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing build dependencies (missing: ${need[*]})"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq meson ninja-build g++ pkg-config python3 \
-    libbenchmark-dev doctest-dev clang libclang-rt-14-dev iproute2 >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
+    libbenchmark-dev doctest-dev clang libclang-rt-14-dev iproute2 strace curl \
+    redis-server redis-tools python3-redis nginx-light wrk apache2-utils haproxy libhiredis-dev \
+    chromium fonts-dejavu-core >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
