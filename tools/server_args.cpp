@@ -22,6 +22,8 @@ const char* const kServerUsage =
     "  --idle-timeout SECONDS close connections silent for this long (default: never)\n"
     "  --max-connections N    refuse connections beyond N (default: no limit)\n"
     "  --shutdown-grace SECONDS  time to flush on shutdown (default 5)\n"
+    "  --log-level LEVEL      error, warn (default), info (also drops and refusals, with the\n"
+    "                         peer's address) or debug; messages go to stderr\n"
     "  --list-protocols       list the protocols (built-in and from --plugin) and exit\n"
     "  --help                 show this help and exit\n"
     "\n"
@@ -116,6 +118,11 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
     } else if (flag == "--shutdown-grace") {
       if (!take()) return std::nullopt;
       if (!parse_seconds(value, args.shutdown_grace)) return bad("expected seconds");
+    } else if (flag == "--log-level") {
+      if (!take()) return std::nullopt;
+      if (!parse_log_level(value, args.log_level)) {
+        return bad("expected error, warn, info or debug");
+      }
     } else if (flag == "--max-connections") {
       if (!take()) return std::nullopt;
       if (!parse_count(value, args.max_connections, std::size_t{100'000'000})) {

@@ -131,6 +131,7 @@ ServerStats EpollServer::stats() const {
   s.failed = c.failed;
   s.bytes_in = c.bytes_in;
   s.bytes_out = c.bytes_out;
+  s.writes = c.writes;
   s.read_pauses = c.read_pauses;
   s.live = connections_.size();
   s.rejected = rejected_;
