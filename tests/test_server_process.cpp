@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "process.hpp"
@@ -337,6 +339,20 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
   const std::string clash = refused_line(
       {"--plugin", CLASH_PLUGIN_PATH, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
   CHECK(clash.find("'echo'") != std::string::npos);
+}
+
+TEST_CASE("a truncated plugin exits 2 with one line instead of dying of SIGBUS") {
+  std::ifstream in(KV_PLUGIN_PATH, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::size_t size : {std::size_t{1000}, std::size_t{3000}, std::size_t{12000}}) {
+    CAPTURE(size);
+    REQUIRE(bytes.size() > size);
+    const std::string path = unique_path("truncated.so");
+    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(size));
+    const std::string line = refused_line({"--plugin", path, "--list-protocols"});
+    CHECK(line.starts_with("reactor-server: --plugin " + path + ": shared object is truncated"));
+    ::unlink(path.c_str());
+  }
 }
 
 TEST_CASE("bad arguments exit 2 with one line naming the problem") {
