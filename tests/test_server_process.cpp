@@ -406,6 +406,43 @@ TEST_CASE("a port in use exits 1 with 'Address already in use'") {
   CHECK(std::count(p.err().begin(), p.err().end(), '\n') == 1);
 }
 
+TEST_CASE("a second server refuses a live unix or seqpacket path and leaves the first serving") {
+  for (const std::string scheme : {"unix:", "seqpacket:"}) {
+    CAPTURE(scheme);
+    const std::string url = scheme + unique_path("live");
+    auto first = test::start_server(kServer, {"--protocol", "echo", "--listen", url});
+    REQUIRE(first);
+    auto second = test::run_to_exit(kServer, {"--protocol", "echo", "--listen", url});
+    CHECK(second.exit_code() == 1);
+    CHECK(second.out().find("listening on") == std::string::npos);
+    CHECK_MESSAGE(second.err().find("Address already in use") != std::string::npos, second.err());
+    CHECK_MESSAGE(second.err().find(url) != std::string::npos, second.err());
+    // The first server still owns the path: a new client reaches it.
+    auto fd = test::connect_to(first->addresses.at(0));
+    test::send_all(fd.get(), "still here");
+    CHECK(text_of(test::read_exact(fd.get(), 10)) == "still here");
+    test::stop_server(*first);
+  }
+}
+
+TEST_CASE("a stale unix or seqpacket socket file is replaced") {
+  for (const std::string scheme : {"unix:", "seqpacket:"}) {
+    CAPTURE(scheme);
+    const std::string url = scheme + unique_path("stale");
+    {
+      // A socket bound and closed without unlink: what a killed server leaves behind.
+      auto left = reactor::listen_on(test::parse(url));
+      REQUIRE(left.ok());
+    }
+    auto server = test::start_server(kServer, {"--protocol", "echo", "--listen", url});
+    REQUIRE(server);
+    auto fd = test::connect_to(server->addresses.at(0));
+    test::send_all(fd.get(), "fresh");
+    CHECK(text_of(test::read_exact(fd.get(), 5)) == "fresh");
+    test::stop_server(*server);
+  }
+}
+
 TEST_CASE("--help prints the usage and exits 0") {
   auto p = test::run_to_exit(kServer, {"--help"});
   CHECK(p.exit_code() == 0);
