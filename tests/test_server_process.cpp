@@ -380,6 +380,13 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
        "unknown model"},
       {{"--protocol", "echo", "--idle-timeout", "soon", "--listen", "tcp://127.0.0.1:0"},
        "--idle-timeout: expected seconds"},
+      // Values that would silently mean "off": below the 1 ms resolution, or no connections.
+      {{"--protocol", "echo", "--idle-timeout", "0.0001", "--listen", "tcp://127.0.0.1:0"},
+       "--idle-timeout: expected seconds, 0 (never) or from 0.001"},
+      {{"--protocol", "echo", "--shutdown-grace", "0.0004", "--listen", "tcp://127.0.0.1:0"},
+       "--shutdown-grace: expected seconds"},
+      {{"--protocol", "echo", "--max-connections", "0", "--listen", "tcp://127.0.0.1:0"},
+       "--max-connections: expected a whole number from 1"},
   };
   for (const auto& c : cases) {
     std::string joined;

@@ -19,9 +19,12 @@ const char* const kServerUsage =
     "  --model MODEL          epoll (default), fork, thread or reuseport\n"
     "  --workers N            reuseport: number of loops (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
-    "  --idle-timeout SECONDS close connections silent for this long (default: never)\n"
-    "  --max-connections N    refuse connections beyond N (default: no limit)\n"
-    "  --shutdown-grace SECONDS  time to flush on shutdown (default 5)\n"
+    "  --idle-timeout SECONDS close connections silent for this long; 0 means never (the\n"
+    "                         default); in milliseconds: 0.0001 is refused, not rounded to 0\n"
+    "  --max-connections N    refuse connections beyond N, 1 to 100000000 (default: no limit;\n"
+    "                         0 is refused)\n"
+    "  --shutdown-grace SECONDS  time to flush on shutdown, 0 = none (default 5); in\n"
+    "                         milliseconds, like --idle-timeout\n"
     "  --list-protocols       list the protocols (built-in and from --plugin) and exit\n"
     "  --help                 show this help and exit\n"
     "\n"
@@ -30,6 +33,8 @@ const char* const kServerUsage =
 
 namespace {
 
+// Seconds with millisecond resolution. A positive value that would round to 0 ms is refused:
+// 0 means "never"/"none", which is not what such a value asks for.
 bool parse_seconds(std::string_view text, std::chrono::milliseconds& out) {
   std::string copy(text);
   char* end = nullptr;
@@ -38,7 +43,9 @@ bool parse_seconds(std::string_view text, std::chrono::milliseconds& out) {
       value > 86400.0 * 365) {
     return false;
   }
-  out = std::chrono::milliseconds(static_cast<long long>(std::llround(value * 1000)));
+  const long long ms = std::llround(value * 1000);
+  if (value > 0 && ms == 0) return false;
+  out = std::chrono::milliseconds(ms);
   return true;
 }
 
@@ -112,14 +119,19 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       }
     } else if (flag == "--idle-timeout") {
       if (!take()) return std::nullopt;
-      if (!parse_seconds(value, args.idle_timeout)) return bad("expected seconds (e.g. 30 or 0.5)");
+      if (!parse_seconds(value, args.idle_timeout)) {
+        return bad("expected seconds, 0 (never) or from 0.001 (e.g. 30 or 0.5)");
+      }
     } else if (flag == "--shutdown-grace") {
       if (!take()) return std::nullopt;
-      if (!parse_seconds(value, args.shutdown_grace)) return bad("expected seconds");
+      if (!parse_seconds(value, args.shutdown_grace)) {
+        return bad("expected seconds, 0 (none) or from 0.001");
+      }
     } else if (flag == "--max-connections") {
       if (!take()) return std::nullopt;
-      if (!parse_count(value, args.max_connections, std::size_t{100'000'000})) {
-        return bad("expected a whole number");
+      if (!parse_count(value, args.max_connections, std::size_t{100'000'000}) ||
+          args.max_connections == 0) {
+        return bad("expected a whole number from 1 to 100000000 (omit it for no limit)");
       }
     } else {
       error = "unknown argument '" + std::string(argv[i]) + "' (see --help)";
