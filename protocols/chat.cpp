@@ -43,6 +43,16 @@ bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+// The Hub key of a nick or room: names compare ignoring ASCII case, so "Alice" and "alice" are
+// one nick and "Dev" and "dev" one room; the user's own spelling is what others see.
+std::string key_of(std::string_view name) {
+  std::string key(name);
+  for (char& c : key) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return key;
+}
+
 void append_number(std::string& out, std::size_t n) {
   char digits[24];
   const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
@@ -132,7 +142,7 @@ void ChatSession::on_close(std::error_code reason) {
   if (!room_.empty()) {
     const std::string_view why =
         reason == make_error_code(Errc::too_slow) ? " dropped (too slow)" : " left";
-    hub_.publish(room_, compose({"* ", nick_, why}), nullptr);
+    hub_.publish(room_key_, compose({"* ", nick_, why}), nullptr);
   }
   peer_ = nullptr;
 }
@@ -180,17 +190,19 @@ void ChatSession::set_nick(Peer& peer, std::string_view name) {
     return peer.send("ERR invalid nick: use 1 to 32 of A-Z a-z 0-9 _ -\n");
   }
   if (name == nick_) return send_line(peer, {"OK nick ", name});
-  if (!hub_.claim_name(name, peer)) return send_line(peer, {"ERR nick taken: ", name});
+  // The same key (a new spelling of one's own nick) is claimed again, which succeeds.
+  if (!hub_.claim_name(key_of(name), peer)) return send_line(peer, {"ERR nick taken: ", name});
 
   if (nick_.empty()) {
     nick_ = name;
     room_ = lobby_;
-    hub_.join(room_, peer);
-    hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+    room_key_ = key_of(room_);
+    hub_.join(room_key_, peer);
+    hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
     send_line(peer, {"OK nick ", nick_, ", joined ", room_});
     return;
   }
-  hub_.publish(room_, compose({"* ", nick_, " is now ", name}), &peer);
+  hub_.publish(room_key_, compose({"* ", nick_, " is now ", name}), &peer);
   nick_ = name;
   send_line(peer, {"OK nick ", nick_});
 }
@@ -200,12 +212,13 @@ void ChatSession::join(Peer& peer, std::string_view room) {
   if (!is_valid_chat_name(room)) {
     return peer.send("ERR invalid room: use 1 to 32 of A-Z a-z 0-9 _ -\n");
   }
-  if (room == room_) return send_line(peer, {"OK joined ", room});
-  hub_.leave(room_, peer);
-  hub_.publish(room_, compose({"* ", nick_, " left"}), nullptr);
+  if (key_of(room) == room_key_) return send_line(peer, {"OK joined ", room});
+  hub_.leave(room_key_, peer);
+  hub_.publish(room_key_, compose({"* ", nick_, " left"}), nullptr);
   room_ = room;
-  hub_.join(room_, peer);
-  hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+  room_key_ = key_of(room);
+  hub_.join(room_key_, peer);
+  hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
   send_line(peer, {"OK joined ", room_});
 }
 
@@ -226,7 +239,7 @@ void ChatSession::list_rooms(Peer& peer) {
 }
 
 void ChatSession::list_members(Peer& peer) {
-  const std::vector<std::string> names = hub_.members(room_);
+  const std::vector<std::string> names = hub_.members(room_key_);
   out_.assign("OK ");
   append_number(out_, names.size());
   out_ += " in ";
@@ -243,7 +256,7 @@ void ChatSession::send_private(Peer& peer, std::string_view args) {
   const auto [target, text] = split_word(args);
   if (target.empty() || text.empty()) return peer.send("ERR usage: /msg NICK TEXT\n");
   if (!is_valid_chat_name(target) ||
-      !hub_.send_to(target, compose({"[private] ", nick_, ": ", text}))) {
+      !hub_.send_to(key_of(target), compose({"[private] ", nick_, ": ", text}))) {
     return peer.send("ERR no such nick\n");
   }
   send_line(peer, {"OK sent to ", target});
@@ -251,7 +264,7 @@ void ChatSession::send_private(Peer& peer, std::string_view args) {
 
 void ChatSession::say(Peer& peer, std::string_view text) {
   if (nick_.empty()) return peer.send(kNeedNick);
-  hub_.publish(room_, compose({nick_, ": ", text}), &peer);
+  hub_.publish(room_key_, compose({nick_, ": ", text}), &peer);
 }
 
 void ChatSession::send_line(Peer& peer, std::initializer_list<std::string_view> parts) {

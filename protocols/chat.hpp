@@ -24,7 +24,9 @@
 //   /msg NICK TEXT  OK sent to NICK              (NICK receives "[private] YOU: TEXT")
 //   /help           OK commands: ...
 //   /quit           OK bye                       (then the server closes the connection)
-// NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -. Any other line starting with '/' gets
+// NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -, compared ignoring case ("Alice" and "alice" are
+// one nick, "Dev" and "dev" one room). Lines you see carry each user's own spelling; /who and
+// /rooms list names folded to lower case (the Hub's keys). Any other line starting with '/' gets
 // "ERR unknown command ..."; other non-empty lines go to the rest of your room; empty lines are
 // ignored. Everything except /nick, /rooms, /help and /quit needs a nick first.
 //
@@ -83,8 +85,9 @@ class ChatSession final : public Session {
   std::string lobby_;
   LineSplitter lines_;
   Peer* peer_ = nullptr;  // from on_open; after on_close starts, only a key for the Hub
-  std::string nick_;      // empty until /nick succeeds
-  std::string room_;      // empty until the first nick
+  std::string nick_;      // empty until /nick succeeds; the Hub holds it folded to lower case
+  std::string room_;      // empty until the first nick; as the user spelled it
+  std::string room_key_;  // room_ folded to lower case: the Hub's key
   std::string out_;       // reused for every line we send
   bool quitting_ = false;
 };

@@ -207,8 +207,8 @@ TEST_SUITE("chat") {
     CHECK(other.peer.take() == "ERR nick taken: alice\n");
     other.feed("hello?\n");
     CHECK(other.peer.take().starts_with("ERR set a nick first"));
-    other.feed("/nick Alice\n");
-    CHECK(other.peer.take() == "OK nick Alice, joined lobby\n");
+    other.feed("/nick Alice\n");  // nicks ignore case
+    CHECK(other.peer.take() == "ERR nick taken: Alice\n");
   }
 
   TEST_CASE("text and room commands before a nick get ERR; /rooms and /help work") {
@@ -330,6 +330,51 @@ TEST_SUITE("chat") {
     FakeConnection& newcomer = room.connect();
     newcomer.feed("/nick alice\n");
     CHECK(newcomer.peer.take() == "OK nick alice, joined lobby\n");
+  }
+
+  TEST_CASE("nicks ignore case: Alice is taken while alice is; others see each one's spelling") {
+    ChatRoom room;
+    FakeConnection& alice = room.login("alice");
+    FakeConnection& other = room.connect();
+    other.feed("/nick Alice\n");
+    CHECK(other.peer.take() == "ERR nick taken: Alice\n");
+    other.feed("/nick ALICE\n");
+    CHECK(other.peer.take() == "ERR nick taken: ALICE\n");
+    FakeConnection& bob = room.login("Bob");
+    alice.peer.take();
+    alice.feed("/msg BOB hi\n");
+    CHECK(alice.peer.take() == "OK sent to BOB\n");
+    CHECK(bob.peer.take() == "[private] alice: hi\n");
+    bob.feed("hello\n");
+    CHECK(alice.peer.take() == "Bob: hello\n");
+    // A new spelling of one's own nick is a rename the room hears of, not "taken".
+    alice.feed("/nick ALICE\n");
+    CHECK(alice.peer.take() == "OK nick ALICE\n");
+    CHECK(bob.peer.take() == "* alice is now ALICE\n");
+    // Released in any spelling: the old one is free once renamed.
+    alice.feed("/nick carol\n");
+    CHECK(alice.peer.take() == "OK nick carol\n");
+    other.feed("/nick Alice\n");
+    CHECK(other.peer.take() == "OK nick Alice, joined lobby\n");
+  }
+
+  TEST_CASE("rooms ignore case: /join DEV enters dev, and the room is listed once") {
+    ChatRoom room;
+    FakeConnection& amy = room.login("amy");
+    FakeConnection& bob = room.login("bob");
+    amy.feed("/join dev\n");
+    CHECK(amy.peer.take() == "OK joined dev\n");
+    CHECK(bob.peer.take() == "* amy left\n");
+    bob.feed("/join DEV\n");
+    CHECK(bob.peer.take() == "OK joined DEV\n");
+    CHECK(amy.peer.take() == "* bob joined\n");
+    bob.feed("/join Dev\n");  // already there, in any spelling
+    CHECK(bob.peer.take() == "OK joined Dev\n");
+    CHECK(amy.peer.take() == "");
+    bob.feed("/rooms\n");
+    CHECK(bob.peer.take() == "OK 1 rooms: dev(2)\n");
+    amy.feed("hi\n");
+    CHECK(bob.peer.take() == "amy: hi\n");
   }
 
   TEST_CASE("unknown commands get ERR and change nothing; commands ignore case") {
