@@ -53,6 +53,50 @@ std::string key_of(std::string_view name) {
   return key;
 }
 
+// Telnet commands: IAC (0xFF) then a command byte; WILL/WONT/DO/DONT take an option byte, SB
+// runs to IAC SE. They are the client program's protocol, not text (0xFF is never UTF-8).
+constexpr unsigned char kIac = 0xff;
+constexpr unsigned char kSe = 0xf0;
+constexpr unsigned char kSb = 0xfa;
+constexpr unsigned char kWill = 0xfb;
+constexpr unsigned char kFirstCommand = 0xf0;
+
+// `line` without its telnet commands and stray IAC bytes, built in `out`.
+std::string_view strip_telnet(std::string_view line, std::string& out) {
+  out.clear();
+  std::size_t i = 0;
+  while (i < line.size()) {
+    if (static_cast<unsigned char>(line[i]) != kIac) {
+      out += line[i++];
+      continue;
+    }
+    if (i + 1 == line.size()) break;  // IAC at the end: dropped
+    const auto command = static_cast<unsigned char>(line[i + 1]);
+    if (command >= kWill && command != kIac) {
+      i += 3;  // WILL, WONT, DO, DONT and their option
+    } else if (command == kSb) {
+      constexpr char kEnd[] = {static_cast<char>(kIac), static_cast<char>(kSe)};
+      const std::size_t end = line.find(std::string_view(kEnd, 2), i + 2);
+      i = end == std::string_view::npos ? line.size() : end + 2;
+    } else if (command >= kFirstCommand) {
+      i += 2;  // a two-byte command (IP, AYT, ...) or IAC IAC
+    } else {
+      i += 1;  // a stray IAC before text
+    }
+  }
+  return out;
+}
+
+// C0 controls other than TAB, and DEL: what would let a line move the cursor, erase, ring or
+// forge output on other users' terminals.
+bool has_control(std::string_view line) noexcept {
+  for (const char c : line) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b < 0x20 && b != '\t') || b == 0x7f) return true;
+  }
+  return false;
+}
+
 void append_number(std::string& out, std::size_t n) {
   char digits[24];
   const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
@@ -148,7 +192,11 @@ void ChatSession::on_close(std::error_code reason) {
 }
 
 void ChatSession::handle_line(Peer& peer, std::string_view line) {
+  if (line.find(static_cast<char>(kIac)) != std::string_view::npos) {
+    line = strip_telnet(line, line_);
+  }
   if (line.empty()) return;
+  if (has_control(line)) return peer.send("ERR control characters are not allowed (TAB is)\n");
   if (line.front() != '/') {
     say(peer, line);
     return;

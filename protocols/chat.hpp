@@ -3,8 +3,11 @@
 // under every concurrency model, fork included.
 //
 // Wire format. Clients end lines in "\n" or "\r\n"; the server ends every line in "\n". Bytes
-// are bytes: no encoding is checked. Lines over max-line bytes (4096) are answered with
-// "ERR line too long" and dropped up to their "\n"; the connection stays usable.
+// are bytes: no encoding is checked, but telnet commands (IAC ...) and stray IAC bytes are
+// removed from every line, and a line with a control character (C0 other than TAB, or DEL) is
+// refused with "ERR control characters are not allowed", so no line can erase, move the cursor
+// or forge server output on other users' terminals. Lines over max-line bytes (4096) are
+// answered with "ERR line too long" and dropped up to their "\n"; the connection stays usable.
 //
 // What the server sends, by first characters:
 //   OK ...            the reply to a command; every command line gets exactly one reply
@@ -89,6 +92,7 @@ class ChatSession final : public Session {
   std::string room_;      // empty until the first nick; as the user spelled it
   std::string room_key_;  // room_ folded to lower case: the Hub's key
   std::string out_;       // reused for every line we send
+  std::string line_;      // an input line without its telnet commands
   bool quitting_ = false;
 };
 

@@ -182,8 +182,7 @@ TEST_SUITE("chat") {
     ChatRoom room;
     FakeConnection& client = room.connect();
     const std::vector<std::string> bad_nicks = {
-        "a b",   "bad!", "caf\xc3\xa9", std::string("nul\0l", 5), std::string(33, 'n'),
-        "*star", "[x]"};
+        "a b", "bad!", "caf\xc3\xa9", std::string(33, 'n'), "*star", "[x]"};
     for (const std::string& bad : bad_nicks) {
       CAPTURE(bad);
       client.feed("/nick " + bad + "\n");
@@ -442,13 +441,66 @@ TEST_SUITE("chat") {
     for (unsigned seed = 1; seed <= 20; ++seed) CHECK(run(random_chunks(script, seed)) == whole);
   }
 
-  TEST_CASE("text is relayed as bytes: invalid UTF-8 and NUL arrive unchanged") {
+  TEST_CASE("text is relayed as bytes: invalid UTF-8 and TAB arrive unchanged") {
     ChatRoom room;
     FakeConnection& alice = room.login("alice");
     FakeConnection& bob = room.login("bob");
-    const std::string text("\xff\xfe bytes \0 and \xc3(", 17);
+    const std::string text("\xfe bytes\tand \xc3( \x80 \xe2\x82");
     alice.feed(text + "\n");
     CHECK(bob.peer.take() == "alice: " + text + "\n");
+  }
+
+  TEST_CASE("a line with a C0 control other than TAB is refused and reaches nobody") {
+    ChatRoom room;
+    FakeConnection& alice = room.login("alice");
+    FakeConnection& bob = room.login("bob");
+    // The forgery: erase the line, return the cursor, print a fake server line.
+    for (const std::string& line :
+         {std::string("\x1b[2K\rSERVER: you have been kicked"), std::string("ring\x07ring"),
+          std::string("nul\0byte", 8), std::string("back\bspace"), std::string("cr\rinside"),
+          std::string("\x1b]0;title\x07"), std::string("/msg bob \x1b[31mred")}) {
+      CAPTURE(line);
+      alice.feed(line + "\n");
+      CHECK(alice.peer.take() == "ERR control characters are not allowed (TAB is)\n");
+      CHECK(bob.peer.take() == "");
+    }
+    alice.feed("tab\tis fine\n");
+    CHECK(bob.peer.take() == "alice: tab\tis fine\n");
+  }
+
+  TEST_CASE("a line with DEL is refused") {
+    ChatRoom room;
+    FakeConnection& alice = room.login("alice");
+    FakeConnection& bob = room.login("bob");
+    alice.feed("oops\x7f\x7f\n");
+    CHECK(alice.peer.take() == "ERR control characters are not allowed (TAB is)\n");
+    CHECK(bob.peer.take() == "");
+  }
+
+  TEST_CASE("telnet commands and stray IAC bytes are removed from lines") {
+    ChatRoom room;
+    FakeConnection& alice = room.login("alice");
+    FakeConnection& bob = room.login("bob");
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"\xff\xfb\x01hello", "hello"},      // IAC WILL ECHO
+        {"a\xff\xfd\x03" "b", "ab"},            // IAC DO SUPPRESS-GO-AHEAD
+        {"\xff\xfa\x18\x01\xff\xf0x", "x"},  // IAC SB TERMINAL-TYPE SEND IAC SE
+        {"bell\xff\xf4", "bell"},            // IAC IP (what telnet sends on ^C)
+        {"stray \xff"
+         "end\xff",
+         "stray end"},           // stray IAC, IAC at the end
+        {"two\xff\xff", "two"},  // IAC IAC
+    };
+    for (const auto& [sent, relayed] : cases) {
+      CAPTURE(sent);
+      alice.feed(sent + "\n");
+      CHECK(bob.peer.take() == "alice: " + relayed + "\n");
+      CHECK(alice.peer.take() == "");
+    }
+    // Negotiation alone makes an empty line (ignored); a command behind it still works.
+    alice.feed("\xff\xfb\x18\xff\xfd\x01\n\xff\xfb\x18/who\n");
+    CHECK(alice.peer.take() == "OK 2 in lobby: alice bob\n");
+    CHECK(bob.peer.take() == "");
   }
 
   TEST_CASE("binary garbage gets at most ERR replies and leaves the session usable") {
