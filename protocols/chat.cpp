@@ -12,7 +12,8 @@ constexpr std::size_t kMaxMaxLine = 65536;
 constexpr std::string_view kGreeting =
     "* welcome to reactor chat; choose a nick with /nick NAME (/help lists commands)\n";
 constexpr std::string_view kHelp =
-    "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit\n";
+    "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit; "
+    "//TEXT says /TEXT\n";
 constexpr std::string_view kNeedNick = "ERR set a nick first: /nick NAME\n";
 
 bool is_blank(char c) noexcept {
@@ -127,7 +128,7 @@ bool parse_chat_config(std::string_view args, ChatConfig& config, std::string& e
         equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
     if (key == "lobby") {
       if (!is_valid_chat_name(value)) {
-        error = "chat: lobby=ROOM needs 1 to 32 of A-Z a-z 0-9 _ -";
+        error = "lobby=ROOM needs 1 to 32 of A-Z a-z 0-9 _ -";
         return false;
       }
       config.lobby = value;
@@ -136,12 +137,12 @@ bool parse_chat_config(std::string_view args, ChatConfig& config, std::string& e
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec != std::errc{} || end != value.data() + value.size() || n < kMinMaxLine ||
           n > kMaxMaxLine) {
-        error = "chat: max-line=BYTES needs a number from 64 to 65536";
+        error = "max-line=BYTES needs a number from 64 to 65536";
         return false;
       }
       config.max_line = n;
     } else {
-      error = "chat: unknown option '";
+      error = "unknown option '";
       error += key;
       error += "' (known: lobby=ROOM, max-line=BYTES)";
       return false;
@@ -199,6 +200,10 @@ void ChatSession::handle_line(Peer& peer, std::string_view line) {
   if (has_control(line)) return peer.send("ERR control characters are not allowed (TAB is)\n");
   if (line.front() != '/') {
     say(peer, line);
+    return;
+  }
+  if (line.starts_with("//")) {  // the escape for text that starts with '/'
+    say(peer, line.substr(1));
     return;
   }
   const auto [command, args] = split_word(line.substr(1));
@@ -274,7 +279,7 @@ void ChatSession::list_rooms(Peer& peer) {
   const std::vector<RoomInfo> rooms = hub_.rooms();
   out_.assign("OK ");
   append_number(out_, rooms.size());
-  out_ += " rooms";
+  out_ += rooms.size() == 1 ? " room" : " rooms";
   for (std::size_t i = 0; i < rooms.size(); ++i) {
     out_ += i == 0 ? ": " : " ";
     out_ += rooms[i].name;

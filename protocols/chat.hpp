@@ -22,13 +22,15 @@
 //   /nick NAME      OK nick NAME, joined lobby   (first nick; you enter the lobby)
 //                   OK nick NAME                 (renamed; your room sees "* OLD is now NEW")
 //   /join ROOM      OK joined ROOM               (old room sees "* NAME left", new "* NAME joined")
-//   /rooms          OK 2 rooms: dev(1) lobby(3)  (rooms with members, sorted, member count)
+//   /rooms          OK 2 rooms: dev(1) lobby(3)  (rooms with members, sorted, member count;
+//                   "OK 1 room: lobby(3)", "OK 0 rooms")
 //   /who            OK 3 in lobby: alice bob carol  (nicks in your room, sorted)
 //   /msg NICK TEXT  OK sent to NICK              (NICK receives "[private] YOU: TEXT")
 //   /help           OK commands: ...
 //   /quit           OK bye                       (then the server closes the connection)
 // NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -, compared ignoring case ("Alice" and "alice" are
-// one nick, "Dev" and "dev" one room). Lines you see carry each user's own spelling; /who and
+// one nick, "Dev" and "dev" one room). A line starting with "//" is text: "//etc/hosts" says
+// "/etc/hosts" to the room. Lines you see carry each user's own spelling; /who and
 // /rooms list names folded to lower case (the Hub's keys). Any other line starting with '/' gets
 // "ERR unknown command ..."; other non-empty lines go to the rest of your room; empty lines are
 // ignored. Everything except /nick, /rooms, /help and /quit needs a nick first.

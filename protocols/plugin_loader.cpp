@@ -85,9 +85,12 @@ std::unique_ptr<Protocol> create_from_plugin(const void* context, std::string_vi
   Protocol* protocol = plugin.create(args_z.c_str(), message, sizeof message);
   if (protocol == nullptr) {
     message[sizeof message - 1] = '\0';
-    error = plugin.name;
-    error += ": ";
-    error += message[0] != '\0' ? message : "could not create the protocol";
+    // The caller names the protocol ("--protocol kv: ..."); a plugin that names itself too (as
+    // the docs once advised: "kv: size=N needs a number") loses that prefix, so it is said once.
+    std::string_view reason = message;
+    const std::string own_prefix = std::string(plugin.name) + ": ";
+    if (reason.starts_with(own_prefix)) reason.remove_prefix(own_prefix.size());
+    error = reason.empty() ? "could not create the protocol" : std::string(reason);
     return nullptr;
   }
   return std::make_unique<PluginProtocol>(plugin, protocol);

@@ -5,9 +5,9 @@
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 
-#include <cctype>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <condition_variable>
 #include <future>
@@ -304,7 +304,8 @@ TEST_CASE("chat answers unknown commands and over-long lines with ERR and stays 
     CHECK(alice->ask("/frobnicate now") == "ERR unknown command (try /help)");
     CHECK(alice->ask("/") == "ERR unknown command (try /help)");
     CHECK(alice->ask("/help") ==
-          "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit");
+          "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit; "
+          "//TEXT says /TEXT");
 
     CHECK(alice->ask(std::string(5000, 'x')) == "ERR line too long");
     alice->send_line("still here");

@@ -120,11 +120,11 @@ TEST_CASE("plugin args reach the plugin; its refusal comes back as the error") {
   REQUIRE(load_plugin(PREFIX_PLUGIN_PATH, registry).ok());
   std::string error;
   CHECK(registry.create("kv", "size=10", error) == nullptr);
-  CHECK(error == "kv: this protocol takes no arguments");
+  CHECK(error == "this protocol takes no arguments");  // the caller names the protocol
 
   error.clear();
   CHECK(registry.create("prefix", "", error) == nullptr);
-  CHECK(error == "prefix: needs the prefix as its argument");
+  CHECK(error == "needs the prefix as its argument");
 
   error.clear();
   auto prefix = registry.create("prefix", "> ", error);
@@ -134,6 +134,17 @@ TEST_CASE("plugin args reach the plugin; its refusal comes back as the error") {
   test::FakeConnection connection(*prefix, hub);
   connection.feed("hi");
   CHECK(connection.peer.take() == "> hi");
+}
+
+TEST_CASE("a plugin that starts its refusal with its own name has it said once") {
+  Registry registry;
+  REQUIRE(load_plugin(SELFNAMED_PLUGIN_PATH, registry).ok());
+  std::string error;
+  CHECK(registry.create("selfnamed", "", error) == nullptr);
+  CHECK(error == "needs an argument");
+  error.clear();
+  CHECK(registry.create("selfnamed", "x", error) == nullptr);
+  CHECK(error == "selfnamed:x is not a prefix");  // only "NAME: " is the plugin naming itself
 }
 
 TEST_CASE("a missing file is file_missing") {

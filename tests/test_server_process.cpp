@@ -355,6 +355,20 @@ TEST_CASE("a truncated plugin exits 2 with one line instead of dying of SIGBUS")
   }
 }
 
+TEST_CASE("a protocol's refusal of its --args names the protocol once") {
+  CHECK(refused_line(
+            {"--protocol", "chat", "--args", "colour=red", "--listen", "tcp://127.0.0.1:0"}) ==
+        "reactor-server: --protocol chat: unknown option 'colour' (known: lobby=ROOM, "
+        "max-line=BYTES)");
+  CHECK(refused_line({"--plugin", PREFIX_PLUGIN_PATH, "--protocol", "prefix", "--listen",
+                      "tcp://127.0.0.1:0"}) ==
+        "reactor-server: --protocol prefix: needs the prefix as its argument");
+  // A plugin that names itself in its message, as the docs once advised.
+  CHECK(refused_line({"--plugin", SELFNAMED_PLUGIN_PATH, "--protocol", "selfnamed", "--listen",
+                      "tcp://127.0.0.1:0"}) ==
+        "reactor-server: --protocol selfnamed: needs an argument");
+}
+
 TEST_CASE("bad arguments exit 2 with one line naming the problem") {
   struct Case {
     std::vector<std::string> args;
