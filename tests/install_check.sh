@@ -28,4 +28,15 @@ out=$(LD_LIBRARY_PATH=$(pc_flags --variable=libdir) "$scratch/app")
 # A plugin needs only the headers.
 c++ -std=c++20 -shared -fPIC "$(dirname "$0")/../protocols/examples/kv.cpp" -o "$scratch/libkv.so" \
   $(pc_flags --cflags)
-echo "installed library, pkg-config file and headers work: $out"
+# The installed tools run as installed: they find libreactor.so through their install rpath,
+# with no LD_LIBRARY_PATH; the installed server loads the plugin built against the headers.
+bindir=$prefix/$(meson introspect "$build" --buildoptions |
+  python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "bindir"))')
+for tool in reactor-server reactor-load reactor-bench; do
+  [ -x "$bindir/$tool" ] || { echo "$tool was not installed in $bindir"; exit 1; }
+  env -u LD_LIBRARY_PATH "$bindir/$tool" --help >/dev/null ||
+    { echo "installed $tool --help failed"; exit 1; }
+done
+listed=$(cd "$scratch" && env -u LD_LIBRARY_PATH "$bindir/reactor-server" --plugin ./libkv.so --list-protocols)
+grep -q '^kv ' <<<"$listed" || { echo "installed reactor-server did not list the kv plugin: $listed"; exit 1; }
+echo "installed library, pkg-config file, headers and tools work: $out"
