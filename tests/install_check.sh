@@ -39,4 +39,14 @@ for tool in reactor-server reactor-load reactor-bench; do
 done
 listed=$(cd "$scratch" && env -u LD_LIBRARY_PATH "$bindir/reactor-server" --plugin ./libkv.so --list-protocols)
 grep -q '^kv ' <<<"$listed" || { echo "installed reactor-server did not list the kv plugin: $listed"; exit 1; }
+# The loader program in docs/writing-a-plugin.md ("From C++") builds against the installed
+# headers alone and loads the plugin.
+docs=$(dirname "$0")/../docs/writing-a-plugin.md
+awk '/^From C\+\+/ { found = 1 } found && /^```cpp$/ { inside = 1; next }
+     inside && /^```$/ { exit } inside { print }' "$docs" > "$scratch/loader.cpp"
+[ -s "$scratch/loader.cpp" ] || { echo "no 'From C++' program in $docs"; exit 1; }
+c++ -std=c++20 "$scratch/loader.cpp" -o "$scratch/loader" $(pc_flags --cflags) -ldl ||
+  { echo "the docs' loader program does not build against the installed headers"; exit 1; }
+loaded=$("$scratch/loader" "$scratch/libkv.so")
+[ "${loaded%%:*}" = "loaded kv" ] || { echo "the docs' loader program printed: $loaded"; exit 1; }
 echo "installed library, pkg-config file, headers and tools work: $out"
