@@ -36,6 +36,9 @@ for tool in reactor-server reactor-load reactor-bench; do
   [ -x "$bindir/$tool" ] || { echo "$tool was not installed in $bindir"; exit 1; }
   env -u LD_LIBRARY_PATH "$bindir/$tool" --help >/dev/null ||
     { echo "installed $tool --help failed"; exit 1; }
+  version=$(env -u LD_LIBRARY_PATH "$bindir/$tool" --version)
+  [ "$version" = "$tool $(pkg-config --modversion reactor)" ] ||
+    { echo "installed $tool --version printed '$version'"; exit 1; }
 done
 listed=$(cd "$scratch" && env -u LD_LIBRARY_PATH "$bindir/reactor-server" --plugin ./libkv.so --list-protocols)
 grep -q '^kv ' <<<"$listed" || { echo "installed reactor-server did not list the kv plugin: $listed"; exit 1; }

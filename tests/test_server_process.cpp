@@ -376,7 +376,17 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
   };
   const std::vector<Case> cases = {
       {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--frobnicate"},
-       "unknown argument '--frobnicate'"},
+       "unknown option '--frobnicate' (see --help)"},
+      {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "stray"},
+       "unknown option 'stray' (see --help)"},
+      // A single-valued option given twice is an error, not last-wins; --listen repeats.
+      {{"--protocol", "echo", "--protocol", "chat", "--listen", "tcp://127.0.0.1:0"},
+       "--protocol given twice (it takes one value)"},
+      {{"--protocol", "echo", "--model=fork", "--model", "thread", "--listen", "tcp://127.0.0.1:0"},
+       "--model given twice (it takes one value)"},
+      {{"--protocol", "echo", "--idle-timeout", "1", "--idle-timeout", "2", "--listen",
+        "tcp://127.0.0.1:0"},
+       "--idle-timeout given twice"},
       {{"--protocol", "echo"}, "--listen"},
       {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:70000"},
        "tcp://127.0.0.1:70000: bad port"},
@@ -461,6 +471,18 @@ TEST_CASE("a stale unix or seqpacket socket file is replaced") {
     test::send_all(fd.get(), "fresh");
     CHECK(text_of(test::read_exact(fd.get(), 5)) == "fresh");
     test::stop_server(*server);
+  }
+}
+
+TEST_CASE("--version prints the tool and its version and exits 0") {
+  for (const std::vector<std::string> args :
+       {std::vector<std::string>{"--version"}, {"--protocol", "echo", "--version"}}) {
+    auto p = test::run_to_exit(kServer, args);
+    CHECK(p.exit_code() == 0);
+    CHECK(p.out().starts_with("reactor-server "));
+    CHECK(std::count(p.out().begin(), p.out().end(), '\n') == 1);
+    CHECK(p.out().find_first_of("0123456789") != std::string::npos);
+    CHECK(p.err().empty());
   }
 }
 

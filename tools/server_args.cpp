@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "cli.hpp"
+
 namespace reactor::tools {
 
 const char* const kServerUsage =
@@ -27,9 +29,11 @@ const char* const kServerUsage =
     "                         milliseconds, like --idle-timeout\n"
     "  --list-protocols       list the protocols (built-in and from --plugin) and exit\n"
     "  --help                 show this help and exit\n"
+    "  --version              print the version and exit\n"
     "\n"
     "Prints one line per listener, 'listening on ADDR' with the bound address. Exit status:\n"
-    "0 after a clean shutdown, 1 if a listener cannot be set up, 2 for bad arguments.\n";
+    "0 after a clean shutdown, 1 if a listener cannot be set up, 2 for bad arguments. Options\n"
+    "other than --listen and --plugin may be given once.\n";
 
 namespace {
 
@@ -63,6 +67,7 @@ bool parse_count(std::string_view text, T& out, T max) {
 std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>& argv,
                                             std::string& error) {
   ServerArgs args;
+  SeenOptions seen;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     std::string_view flag = argv[i];
     std::string_view value;
@@ -75,6 +80,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       }
     }
     auto take = [&]() -> bool {
+      if (flag != "--listen" && flag != "--plugin" && !seen.first_time(flag)) {
+        error = given_twice(flag);
+        return false;
+      }
       if (has_inline) return true;
       if (i + 1 >= argv.size()) {
         error = std::string(flag) + " needs a value";
@@ -134,7 +143,7 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
         return bad("expected a whole number from 1 to 100000000 (omit it for no limit)");
       }
     } else {
-      error = "unknown argument '" + std::string(argv[i]) + "' (see --help)";
+      error = unknown_option(argv[i]);
       return std::nullopt;
     }
   }
