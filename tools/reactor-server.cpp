@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "protocols/plugin_loader.hpp"
 #include "protocols/registry.hpp"
 #include "reactor/error.hpp"
@@ -37,6 +38,11 @@ void list_protocols(const reactor::protocols::Registry& registry) {
 
 int main(int argc, char** argv) {
   std::vector<std::string_view> words(argv + 1, argv + argc);
+  if (reactor::tools::wants_version(words)) {
+    std::printf("reactor-server %.*s\n", static_cast<int>(reactor::tools::kVersion.size()),
+                reactor::tools::kVersion.data());
+    return 0;
+  }
   std::string error;
   auto args = reactor::tools::parse_server_args(words, error);
   if (!args) return fail(2, error);
