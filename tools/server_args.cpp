@@ -19,6 +19,8 @@ const char* const kServerUsage =
     "  --model MODEL          epoll (default), fork, thread or reuseport\n"
     "  --workers N            reuseport: number of loops (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
+    "  --hub redis://HOST:PORT[?ttl=SECONDS]  share chat rooms and nicks with every server on\n"
+    "                         that Redis (epoll model; exit 1 if Redis is unreachable)\n"
     "  --idle-timeout SECONDS close connections silent for this long (default: never)\n"
     "  --max-connections N    refuse connections beyond N (default: no limit)\n"
     "  --shutdown-grace SECONDS  time to flush on shutdown (default 5)\n"
@@ -99,6 +101,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       if (!take()) return std::nullopt;
       if (value.empty()) return bad("empty path");
       args.plugins.emplace_back(value);
+    } else if (flag == "--hub") {
+      if (!take()) return std::nullopt;
+      if (!value.starts_with("redis://")) return bad("expected redis://HOST:PORT");
+      args.hub = value;
     } else if (flag == "--model") {
       if (!take()) return std::nullopt;
       if (value != "epoll" && value != "fork" && value != "thread" && value != "reuseport") {
@@ -137,6 +143,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
   }
   if (args.workers != 0 && args.model != "reuseport") {
     error = "--workers applies to --model reuseport only";
+    return std::nullopt;
+  }
+  if (!args.hub.empty() && args.model != "epoll") {
+    error = "--hub runs on --model epoll only (not " + args.model + ")";
     return std::nullopt;
   }
   return args;

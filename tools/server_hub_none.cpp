@@ -1,0 +1,13 @@
+#include "server_hub.hpp"
+
+namespace reactor::tools {
+
+const bool kHaveRedisHub = false;
+
+std::unique_ptr<Model> make_hub_model(std::string_view, Protocol&, const ModelOptions&,
+                                      std::string& error) {
+  error = "--hub: this build has no Redis support (rebuild with libhiredis-dev)";
+  return nullptr;
+}
+
+}  // namespace reactor::tools
