@@ -88,9 +88,8 @@ class RedisServer {
 
  private:
   void launch() {
-    std::vector<std::string> args{"--port",      std::to_string(port_), "--bind", "127.0.0.1",
-                                  "--save",      "",                    "--appendonly", "no",
-                                  "--dir",       dir_};
+    std::vector<std::string> args{"--port", std::to_string(port_), "--bind", "127.0.0.1", "--save",
+                                  "",       "--appendonly",        "no",     "--dir",     dir_};
     args.insert(args.end(), extra_.begin(), extra_.end());
     Process p("/usr/bin/redis-server", args);
     REQUIRE_MESSAGE(p.ok(), "cannot spawn redis-server: " << p.error().message());

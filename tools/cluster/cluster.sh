@@ -113,13 +113,17 @@ stop_all() {
   stop_pid_file "$dir/redis.pid"
 }
 
+# Running and not a zombie (our children outlive this script; whoever adopts them reaps them).
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+dead() { ! alive "$1"; }
+
 stop_pid_file() {
   local file=$1
   [ -f "$file" ] || return 0
   local pid; pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    wait_for 10 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+    wait_for 10 dead "$pid" || kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$file"
 }
@@ -168,7 +172,7 @@ ENV
     load_env "$dir"
     pid=$(cat "$dir/redis.pid")
     kill -KILL "$pid" 2>/dev/null || true
-    wait_for 10 bash -c "! kill -0 $pid" || die "redis-server $pid does not die"
+    wait_for 10 dead "$pid" || die "redis-server $pid does not die"
     start_redis "$dir" "$REDIS_PORT"
     ;;
   kill-instance)
