@@ -1,5 +1,5 @@
 // reactor-redis's hiredis adapter against a real redis-server: commands, pub/sub, a refused
-// connect and a command timeout, all driven by our Loop.
+// connect and a command timeout, all driven by our Loop; and the hub URL parser.
 #include <doctest/doctest.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -9,6 +9,7 @@
 
 #include "reactor/loop.hpp"
 #include "reactor/redis/loop_adapter.hpp"
+#include "reactor/redis/redis_hub.hpp"
 #include "redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -178,4 +179,21 @@ TEST_CASE("a connect that does not complete in time fails through the connect ca
   }
   CHECK(seen.connected == REDIS_ERR);
   CHECK(seen.null_replies == 1);
+}
+
+TEST_CASE("redis:// hub URLs: host, port and an optional ttl; anything else is refused") {
+  reactor::redis::RedisHubOptions o;
+  std::string error;
+  REQUIRE(reactor::redis::parse_redis_url("redis://127.0.0.1:6390", o, error));
+  CHECK(o.host == "127.0.0.1");
+  CHECK(o.port == 6390);
+  REQUIRE(reactor::redis::parse_redis_url("redis://[::1]:7?ttl=1.5", o, error));
+  CHECK(o.host == "::1");
+  CHECK(o.ttl == std::chrono::milliseconds(1500));
+  for (const char* bad : {"http://h:1", "redis://h", "redis://:1", "redis://h:0", "redis://h:70000",
+                          "redis://h:1?ttl=0", "redis://h:1?ttl=x", "redis://h:1?db=2"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(reactor::redis::parse_redis_url(bad, o, error));
+    CHECK(error.find("expected redis://HOST:PORT") != std::string::npos);
+  }
 }
