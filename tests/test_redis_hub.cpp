@@ -150,6 +150,26 @@ TEST_CASE("an instance killed with SIGKILL: its users leave the others' rooms wi
   test::stop_server(a);
 }
 
+TEST_CASE("an instance stopped cleanly: its users leave once, not again when its lease ends") {
+  test::RedisServer redis;
+  auto a = start_instance(redis, "1");
+  auto b = start_instance(redis, "1");
+  auto alice = join_as(a, "alice");
+  auto bob = join_as(b, "bob");
+  CHECK(eventually(*alice, "/who", "OK 2 in lobby: alice bob"));
+  test::stop_server(b);
+  CHECK(alice->wait_for("* bob left"));
+  // Three TTLs later: no second "* bob left" (the next line is the reply to /who).
+  std::vector<std::string> seen;
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < until) {
+    if (auto line = alice->read_line(200ms)) seen.push_back(*line);
+  }
+  CHECK_MESSAGE(seen.empty(), joined(seen));
+  CHECK(alice->ask("/who") == "OK 1 in lobby: alice");
+  test::stop_server(a);
+}
+
 TEST_CASE("a stalled instance does not stall the others; Redis cuts it off, it comes back") {
   // A small pub/sub output limit, so the stalled subscriber is cut off after little traffic.
   test::RedisServer redis({"--client-output-buffer-limit", "pubsub 256kb 64kb 1"});

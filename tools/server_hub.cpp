@@ -14,7 +14,11 @@ class HubModel final : public Model {
            std::unique_ptr<Model> model)
       : loop_(std::move(loop)), hub_(std::move(hub)), model_(std::move(model)) {}
   Result<Address> listen(const Address& address) override { return model_->listen(address); }
-  std::error_code run() override { return model_->run(); }
+  std::error_code run() override {
+    const auto ec = model_->run();
+    hub_->drain(std::chrono::seconds(1));  // the closed sessions' goodbyes reach Redis
+    return ec;
+  }
   void request_stop() override { model_->request_stop(); }
   ServerStats stats() const override { return model_->stats(); }
 

@@ -16,22 +16,24 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Every "{prefix}:members:*" hash with its fields: [key, [field, value, ...], key, ...].
+// The live instances and every member hash: [[alive key, ...], hash key, [field, value, ...],
+// ...]. ARGV: the members pattern, the alive pattern.
 constexpr std::string_view kSnapshotScript =
-    "local out = {} "
+    "local out = {redis.call('KEYS', ARGV[2])} "
     "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
     "  out[#out + 1] = k "
     "  out[#out + 1] = redis.call('HGETALL', k) "
     "end "
     "return out";
-// KEYS[1] the members hash, KEYS[2..] our names; ARGV instance, ttl ms. A name another instance
-// took meanwhile stays theirs.
+// KEYS[1] the members hash, KEYS[2] the alive key, KEYS[3..] our names; ARGV instance, ttl ms.
+// A name another instance took meanwhile stays theirs.
 constexpr std::string_view kRefreshScript =
-    "for i = 2, #KEYS do "
+    "for i = 3, #KEYS do "
     "  local v = redis.call('GET', KEYS[i]) "
     "  if v == false or v == ARGV[1] then redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end "
     "end "
     "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) "
     "return 1";
 constexpr std::string_view kReleaseScript =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
@@ -116,8 +118,8 @@ RedisHub::RedisHub(Loop& loop, RedisHubOptions options)
     : loop_(loop), options_(std::move(options)), instance_(random_instance()) {}
 
 RedisHub::~RedisHub() {
-  flush(options_.query_timeout);
   closing_ = true;
+  if (link_timer_ != kNoTimer) loop_.cancel_timer(link_timer_);
   if (refresh_timer_ != kNoTimer) loop_.cancel_timer(refresh_timer_);
   if (reconnect_timer_ != kNoTimer) loop_.cancel_timer(reconnect_timer_);
   if (sync_ != nullptr) {
@@ -244,14 +246,31 @@ void RedisHub::on_message(redisAsyncContext* ac, void* reply, void* privdata) {
   }
 }
 
+// Called from inside hiredis callbacks, where a context must not be freed: the rest (which may
+// fail and tear the link down) runs from a timer.
 void RedisHub::linked_now() {
+  if (link_timer_ != kNoTimer) return;
+  link_timer_ = loop_.after(milliseconds(0), [this] {
+    link_timer_ = kNoTimer;
+    complete_link();
+  });
+}
+
+void RedisHub::complete_link() {
+  if (pub_ == nullptr || sub_ == nullptr || !pub_ready_ || subscriptions_ != 2 || linked_) return;
+  // The blocking connection last: Redis has just answered, so this connect cannot hang the
+  // loop on an unreachable host.
+  std::string error;
+  if (sync_ == nullptr && !connect_sync(error)) {
+    link_lost();
+    return;
+  }
   linked_ = true;
   backoff_ = milliseconds(100);
   rewrite_leases();
   // After an outage every instance rewrites its hash; until they have, a missing hash is no
   // proof that an instance died.
   watch_departures_after_ = loop_.now() + options_.ttl;
-  have_snapshot_ = false;
   if (lost_notified_) {
     lost_notified_ = false;
     notify_all(options_.back_notice);
@@ -265,6 +284,8 @@ void RedisHub::linked_now() {
 void RedisHub::link_lost() {
   const bool was_linked = linked_;
   linked_ = false;
+  if (link_timer_ != kNoTimer) loop_.cancel_timer(link_timer_);
+  link_timer_ = kNoTimer;
   pub_ready_ = false;
   subscriptions_ = 0;
   // Frees what is left; their callbacks see nullptrs in pub_/sub_ and stay out. Pending
@@ -293,7 +314,7 @@ void RedisHub::schedule_reconnect() {
 void RedisHub::reconnect() {
   if (linked_ || pub_ != nullptr || sub_ != nullptr) return;
   std::string error;
-  if (!connect_sync(error) || !begin_link(error)) link_lost();
+  if (!begin_link(error)) link_lost();
 }
 
 void RedisHub::notify_all(std::string_view text) {
@@ -362,6 +383,7 @@ void RedisHub::refresh() {
   if (!linked_ || pub_ == nullptr) return;
   std::vector<std::string> keys;
   keys.push_back(key("members", instance_));
+  keys.push_back(key("alive", instance_));
   for (const auto& [peer, state] : peers_) {
     if (!state.name.empty()) keys.push_back(key("nick", state.name));
   }
@@ -380,23 +402,31 @@ void RedisHub::refresh() {
   redisAsyncCommandArgv(pub_, nullptr, nullptr, static_cast<int>(argv.size()), argv.data(),
                         lengths.data());
 
-  if (loop_.now() < watch_departures_after_) return;
-  const std::string pattern = options_.prefix + ":members:*";
-  redisAsyncCommand(pub_, on_snapshot, this, "EVAL %b 0 %b", kSnapshotScript.data(),
-                    kSnapshotScript.size(), pattern.data(), pattern.size());
+  const std::string members = options_.prefix + ":members:*";
+  const std::string alive = options_.prefix + ":alive:*";
+  redisAsyncCommand(pub_, on_snapshot, this, "EVAL %b 0 %b %b", kSnapshotScript.data(),
+                    kSnapshotScript.size(), members.data(), members.size(), alive.data(),
+                    alive.size());
 }
 
 namespace {
 
 // Fills `out` from the snapshot script's reply; false if it is not one.
 bool parse_snapshot(const redisReply* r, std::string_view hash_prefix,
-                    std::map<std::string, std::map<std::string, std::string>>& out) {
-  if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return false;
-  for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+                    std::string_view alive_prefix, RedisHubSnapshot& out) {
+  if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 1 ||
+      r->element[0]->type != REDIS_REPLY_ARRAY) {
+    return false;
+  }
+  for (std::size_t i = 0; i < r->element[0]->elements; ++i) {
+    const std::string_view k = text_of(r->element[0]->element[i]);
+    if (k.starts_with(alive_prefix)) out.alive.emplace(k.substr(alive_prefix.size()));
+  }
+  for (std::size_t i = 1; i + 1 < r->elements; i += 2) {
     const std::string_view k = text_of(r->element[i]);
     const redisReply* fields = r->element[i + 1];
     if (!k.starts_with(hash_prefix) || fields->type != REDIS_REPLY_ARRAY) continue;
-    auto& into = out[std::string(k.substr(hash_prefix.size()))];
+    auto& into = out.members[std::string(k.substr(hash_prefix.size()))];
     for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
       into[std::string(text_of(fields->element[f]))] = text_of(fields->element[f + 1]);
     }
@@ -415,40 +445,53 @@ void RedisHub::on_snapshot(redisAsyncContext* /*ac*/, void* reply, void* privdat
   auto* hub = static_cast<RedisHub*>(privdata);
   if (hub->closing_) return;
   Snapshot snapshot;
-  if (!parse_snapshot(static_cast<const redisReply*>(reply), hub->key("members", ""), snapshot)) {
+  if (!parse_snapshot(static_cast<const redisReply*>(reply), hub->key("members", ""),
+                      hub->key("alive", ""), snapshot)) {
     return;
   }
   hub->departures(std::move(snapshot));
 }
 
+// `known_` holds the members of every instance seen alive, as last seen. An instance whose
+// alive key is gone died (a clean exit empties its hash first, so there is nobody to announce).
+// Within a TTL of our own (re)link, instances may still be rewriting their keys: learn, never
+// announce.
 void RedisHub::departures(Snapshot now) {
-  if (have_snapshot_) {
-    for (const auto& [instance, fields] : last_snapshot_) {
-      if (instance == instance_ || now.count(instance) != 0) continue;
+  if (loop_.now() >= watch_departures_after_) {
+    for (auto it = known_.begin(); it != known_.end();) {
+      if (it->first == instance_ || now.alive.count(it->first) != 0) {
+        ++it;
+        continue;
+      }
       std::set<std::pair<std::string_view, std::string_view>> told;
-      for (const auto& [f, name] : fields) {
+      for (const auto& [f, name] : it->second) {
         const std::string_view room = room_of(f);
         if (name.empty() || room.empty() || !told.emplace(room, name).second) continue;
         local_.publish(room, as_bytes(options_.departed_prefix + name + options_.departed_suffix),
                        nullptr);
       }
+      it = known_.erase(it);
     }
   }
-  last_snapshot_ = std::move(now);
-  have_snapshot_ = true;
+  for (const auto& instance : now.alive) {
+    auto members = now.members.find(instance);
+    known_[instance] = members == now.members.end() ? std::map<std::string, std::string>{}
+                                                    : std::move(members->second);
+  }
 }
 
 bool RedisHub::query_snapshot(Snapshot& out) {
   if (!linked_ || sync_ == nullptr) return false;
-  const std::string pattern = options_.prefix + ":members:*";
-  Reply r(static_cast<redisReply*>(redisCommand(sync_, "EVAL %b 0 %b", kSnapshotScript.data(),
-                                                kSnapshotScript.size(), pattern.data(),
-                                                pattern.size())));
+  const std::string members = options_.prefix + ":members:*";
+  const std::string alive = options_.prefix + ":alive:*";
+  Reply r(static_cast<redisReply*>(redisCommand(sync_, "EVAL %b 0 %b %b", kSnapshotScript.data(),
+                                                kSnapshotScript.size(), members.data(),
+                                                members.size(), alive.data(), alive.size())));
   if (!r) {
     link_lost();
     return false;
   }
-  return parse_snapshot(r.get(), key("members", ""), out);
+  return parse_snapshot(r.get(), key("members", ""), key("alive", ""), out);
 }
 
 void RedisHub::join(std::string_view room, Peer& peer) {
@@ -584,7 +627,7 @@ std::vector<RoomInfo> RedisHub::rooms() {
   Snapshot snapshot;
   if (!query_snapshot(snapshot)) return local_.rooms();
   std::map<std::string, std::size_t, std::less<>> counts;
-  for (const auto& [instance, fields] : snapshot) {
+  for (const auto& [instance, fields] : snapshot.members) {
     if (instance == instance_) continue;  // ours: from memory, Redis may lag behind
     for (const auto& [f, name] : fields) ++counts[std::string(room_of(f))];
   }
@@ -600,7 +643,7 @@ std::vector<std::string> RedisHub::members(std::string_view room) {
   std::vector<std::string> out = local_.members(room);
   Snapshot snapshot;
   if (!query_snapshot(snapshot)) return out;
-  for (const auto& [instance, fields] : snapshot) {
+  for (const auto& [instance, fields] : snapshot.members) {
     if (instance == instance_) continue;
     for (const auto& [f, name] : fields) {
       if (!name.empty() && room_of(f) == room) out.push_back(name);
@@ -620,7 +663,7 @@ void RedisHub::forget(Peer& peer) {
   peers_.erase(it);
 }
 
-void RedisHub::flush(milliseconds limit) {
+void RedisHub::drain(milliseconds limit) {
   const auto deadline = Loop::Clock::now() + limit;
   while (linked_ && pub_ != nullptr && pub_->replies.head != nullptr &&
          Loop::Clock::now() < deadline) {

@@ -6,10 +6,11 @@
 //   {prefix}:to:{INSTANCE}   pub/sub channel for private messages, "{NAME} {BYTES}"
 //   {prefix}:nick:{NAME}     the instance holding NAME: SET NX with a TTL (the lease)
 //   {prefix}:members:{INSTANCE}  hash "{TOKEN}/{ROOM}" -> NAME ("" before a name), with a TTL
+//   {prefix}:alive:{INSTANCE}    present while the instance runs (TTL)
 //
-// Each instance refreshes its leases every TTL/3, so the names and members of an instance that
-// dies disappear within the TTL; the others notice the missing hash and tell their local
-// members of those rooms that the users left.
+// Each instance refreshes its leases every TTL/3, so the names, members and alive key of an
+// instance that dies disappear within the TTL; the others notice the missing alive key and tell
+// their local members of that instance's rooms that its users left.
 //
 // The Hub API is synchronous (claim_name returns bool, rooms() returns a list): those rare
 // queries use a blocking hiredis connection with a short timeout; publish, join, leave and the
@@ -62,11 +63,18 @@ struct RedisHubOptions {
 // Parses "redis://HOST:PORT[?ttl=SECONDS]" into `options`; false with a one-line `error`.
 bool parse_redis_url(std::string_view url, RedisHubOptions& options, std::string& error);
 
+// What Redis knows of every instance: those alive, and their members.
+struct RedisHubSnapshot {
+  std::set<std::string> alive;
+  // instance -> its "{TOKEN}/{ROOM}" -> NAME fields
+  std::map<std::string, std::map<std::string, std::string>> members;
+};
+
 class RedisHub final : public Hub {
  public:
   RedisHub(Loop& loop, RedisHubOptions options);
-  // Sends what is queued (bounded by query_timeout, running the loop if needed), removes this
-  // instance's leases and disconnects. The loop must still exist.
+  // Removes this instance's member hash (its nick leases were released as sessions closed, if
+  // drain() ran) and disconnects. The loop must still exist.
   ~RedisHub();
   RedisHub(const RedisHub&) = delete;
   RedisHub& operator=(const RedisHub&) = delete;
@@ -75,6 +83,9 @@ class RedisHub final : public Hub {
   // query_timeout + command_timeout. False with one line in `error`; no local fallback.
   bool start(std::string& error);
   bool linked() const noexcept { return linked_; }
+  // Runs the loop (no longer running: the server has shut down) until Redis has taken what is
+  // queued, such as the departures of the last sessions, at most `limit`.
+  void drain(std::chrono::milliseconds limit);
   const std::string& instance() const noexcept { return instance_; }
 
   void join(std::string_view room, Peer& peer) override;
@@ -94,8 +105,7 @@ class RedisHub final : public Hub {
     std::string name;
     std::vector<std::string> rooms;
   };
-  // instance -> its "{TOKEN}/{ROOM}" -> NAME fields
-  using Snapshot = std::map<std::string, std::map<std::string, std::string>>;
+  using Snapshot = RedisHubSnapshot;
 
   static void on_connect(const redisAsyncContext* ac, int status);
   static void on_disconnect(const redisAsyncContext* ac, int status);
@@ -108,6 +118,7 @@ class RedisHub final : public Hub {
   bool connect_sync(std::string& error);
   bool begin_link(std::string& error);
   void linked_now();
+  void complete_link();
   void link_lost();
   void schedule_reconnect();
   void reconnect();
@@ -122,7 +133,6 @@ class RedisHub final : public Hub {
   bool query_snapshot(Snapshot& out);
   void departures(Snapshot now);
   void notify_all(std::string_view text);
-  void flush(std::chrono::milliseconds limit);
   std::string key(std::string_view kind, std::string_view name) const;
   std::string field(const PeerState& state, std::string_view room) const;
 
@@ -146,10 +156,10 @@ class RedisHub final : public Hub {
   std::chrono::milliseconds backoff_{100};
   TimerId refresh_timer_ = kNoTimer;
   TimerId reconnect_timer_ = kNoTimer;
+  TimerId link_timer_ = kNoTimer;
   Loop::Clock::time_point watch_departures_after_{};
-  Snapshot last_snapshot_;
-  bool have_snapshot_ = false;
-  std::string payload_;  // reused for every PUBLISH
+  std::map<std::string, std::map<std::string, std::string>> known_;  // see departures()
+  std::string payload_;                                              // reused for every PUBLISH
 };
 
 }  // namespace reactor::redis
