@@ -95,9 +95,13 @@ TEST_CASE("reactor-server --hub exits 1 when Redis is not reachable, 2 for other
                                        "--model", "thread", "--hub", "redis://127.0.0.1:1"});
   CHECK(q.exit_code() == 2);
   CHECK(q.err().find("--hub runs on --model epoll only") != std::string::npos);
-  auto r = test::run_to_exit(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0",
-                                       "--hub", "http://127.0.0.1:1"});
-  CHECK(r.exit_code() == 2);
+  for (const char* bad : {"http://127.0.0.1:1", "redis://127.0.0.1", "redis://h:1?ttl=0"}) {
+    CAPTURE(bad);
+    auto r = test::run_to_exit(
+        kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0", "--hub", bad});
+    CHECK(r.exit_code() == 2);
+    CHECK(r.err().find("expected redis://HOST:PORT") != std::string::npos);
+  }
 }
 
 TEST_CASE("Redis restarted mid-run: one notice each way, lines refused meanwhile, chat resumes") {

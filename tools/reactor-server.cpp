@@ -87,8 +87,8 @@ int main(int argc, char** argv) {
     addresses.push_back(*address);
   }
 
-  if (!args->hub.empty() && !reactor::tools::kHaveRedisHub) {
-    return fail(2, "--hub: this build has no Redis support (rebuild with libhiredis-dev)");
+  if (!args->hub.empty() && !reactor::tools::check_hub_url(args->hub, error)) {
+    return fail(2, error);
   }
   auto protocol = entry->create(args->protocol_args, error);
   if (!protocol) return fail(2, "--protocol " + args->protocol + ": " + error);

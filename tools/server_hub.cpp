@@ -30,7 +30,13 @@ class HubModel final : public Model {
 
 }  // namespace
 
-const bool kHaveRedisHub = true;
+
+bool check_hub_url(std::string_view url, std::string& error) {
+  redis::RedisHubOptions ignored;
+  if (redis::parse_redis_url(url, ignored, error)) return true;
+  error = "--hub: " + error;
+  return false;
+}
 
 std::unique_ptr<Model> make_hub_model(std::string_view url, Protocol& protocol,
                                       const ModelOptions& options, std::string& error) {

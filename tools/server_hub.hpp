@@ -10,7 +10,9 @@
 
 namespace reactor::tools {
 
-extern const bool kHaveRedisHub;
+
+// Checks a --hub URL without connecting; false with one line in `error` (then exit 2).
+bool check_hub_url(std::string_view url, std::string& error);
 
 // Connects to the hub at `url` (redis://HOST:PORT[?ttl=SECONDS]) and returns an epoll model
 // whose sessions use it; nullptr with one line in `error` (a bad URL or Redis unreachable).

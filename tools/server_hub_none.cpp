@@ -2,7 +2,11 @@
 
 namespace reactor::tools {
 
-const bool kHaveRedisHub = false;
+
+bool check_hub_url(std::string_view, std::string& error) {
+  error = "--hub: this build has no Redis support (rebuild with libhiredis-dev)";
+  return false;
+}
 
 std::unique_ptr<Model> make_hub_model(std::string_view, Protocol&, const ModelOptions&,
                                       std::string& error) {

@@ -516,7 +516,10 @@ void RedisHub::leave(std::string_view room, Peer& peer) {
 void RedisHub::publish(std::string_view room, std::span<const std::byte> bytes,
                        const Peer* except) {
   if (!linked_ || pub_ == nullptr || pending_ >= options_.max_pending) {
-    if (except != nullptr) const_cast<Peer*>(except)->send(options_.undelivered);
+    // `except` is the sender: it hears that nobody did.
+    if (auto it = peers_.find(except); except != nullptr && it != peers_.end()) {
+      by_token_.at(it->second.token)->send(options_.undelivered);
+    }
     return;
   }
   local_.publish(room, bytes, except);
