@@ -10,7 +10,6 @@
 
 namespace reactor::tools {
 
-
 // Checks a --hub URL without connecting; false with one line in `error` (then exit 2).
 bool check_hub_url(std::string_view url, std::string& error);
 
