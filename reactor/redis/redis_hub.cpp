@@ -585,8 +585,13 @@ bool RedisHub::claim_name(std::string_view name, Peer& peer) {
       return false;
     }
     if (text_of(owner.get()) != instance_) return false;
+    // A release of this name may still be queued on the async connection: renew the lease
+    // behind it, so that the release cannot delete the lease we keep.
+    if (!local_.claim_name(name, peer)) return false;
+    command({"SET", k, instance_, "PX", ttl});
+  } else if (!local_.claim_name(name, peer)) {
+    return false;  // another local peer holds it (Redis had lost its lease; it has it again)
   }
-  if (!local_.claim_name(name, peer)) return false;
   if (!state.name.empty()) release_lease(state.name);
   state.name = name;
   for (const auto& room : state.rooms) set_member(state, room);
