@@ -149,6 +149,7 @@ TEST_CASE("an instance killed with SIGKILL: its users leave the others' rooms wi
   std::vector<std::string> seen;
   CHECK_MESSAGE(alice->wait_for("* bob left", seen), joined(seen));
   CHECK(alice->ask("/who") == "OK 1 in lobby: alice");
+  CHECK(alice->ask("/msg bob still there?") == "ERR no such nick");
   auto bob_again = join_as(a, "bob");  // the lease ran out
   CHECK(alice->wait_for("* bob joined"));
   test::stop_server(a);
