@@ -83,6 +83,30 @@ TEST_CASE("two instances on one Redis share rooms, nicks, /who, /rooms and priva
   test::stop_server(b);
 }
 
+TEST_CASE("under --model reuseport every loop is an instance of its own on the hub") {
+  test::RedisServer redis;
+  auto a = test::start_server(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0",
+                                        "--model", "reuseport", "--workers", "3", "--hub",
+                                        redis.url() + "?ttl=2"});
+  REQUIRE(a.has_value());
+  auto b = start_instance(redis);
+  // The kernel spreads these over a's three loops; whichever loop, they all share the room.
+  std::vector<std::unique_ptr<test::ChatClient>> clients;
+  std::string everyone = "OK 7 in lobby:";
+  for (int i = 0; i < 6; ++i) clients.push_back(join_as(*a, "u" + std::to_string(i)));
+  clients.push_back(join_as(b, "u6"));
+  for (int i = 0; i < 7; ++i) everyone += " u" + std::to_string(i);
+  CHECK(eventually(*clients[6], "/who", everyone));
+  CHECK(clients[0]->ask("/nick u6") == "ERR nick taken: u6");
+  clients[6]->send_line("hi from b");
+  for (int i = 0; i < 6; ++i) CHECK(clients[i]->wait_for("u6: hi from b"));
+  clients[1]->send_line("hi from a");
+  CHECK(clients[0]->wait_for("u1: hi from a"));
+  CHECK(clients[6]->wait_for("u1: hi from a"));
+  test::stop_server(*a);
+  test::stop_server(b);
+}
+
 TEST_CASE("reactor-server --hub exits 1 when Redis is not reachable, 2 for other models") {
   const int port = test::free_port();
   auto p = test::run_to_exit(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0",
@@ -94,7 +118,7 @@ TEST_CASE("reactor-server --hub exits 1 when Redis is not reachable, 2 for other
   auto q = test::run_to_exit(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0",
                                        "--model", "thread", "--hub", "redis://127.0.0.1:1"});
   CHECK(q.exit_code() == 2);
-  CHECK(q.err().find("--hub runs on --model epoll only") != std::string::npos);
+  CHECK(q.err().find("--hub runs on --model epoll or reuseport only") != std::string::npos);
   for (const char* bad : {"http://127.0.0.1:1", "redis://127.0.0.1", "redis://h:1?ttl=0"}) {
     CAPTURE(bad);
     auto r = test::run_to_exit(

@@ -105,9 +105,9 @@ int main(int argc, char** argv) {
   options.max_connections = args->max_connections;
   options.shutdown_grace = args->shutdown_grace;
   options.workers = args->workers;
-  auto model = args->hub.empty()
-                   ? reactor::tools::make_model(args->model, *protocol, options)
-                   : reactor::tools::make_hub_model(args->hub, *protocol, options, error);
+  auto model = args->hub.empty() ? reactor::tools::make_model(args->model, *protocol, options)
+                                 : reactor::tools::make_hub_model(args->model, args->hub, *protocol,
+                                                                  options, error);
   if (!model && !args->hub.empty()) return fail(1, error);
   if (!model) return fail(1, "cannot start the " + args->model + " model");
 

@@ -20,7 +20,7 @@ const char* const kServerUsage =
     "  --workers N            reuseport: number of loops (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
     "  --hub redis://HOST:PORT[?ttl=SECONDS]  share chat rooms and nicks with every server on\n"
-    "                         that Redis (epoll model; exit 1 if Redis is unreachable)\n"
+    "                         that Redis (epoll and reuseport; exit 1 if Redis is unreachable)\n"
     "  --idle-timeout SECONDS close connections silent for this long (default: never)\n"
     "  --max-connections N    refuse connections beyond N (default: no limit)\n"
     "  --shutdown-grace SECONDS  time to flush on shutdown (default 5)\n"
@@ -145,8 +145,8 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
     error = "--workers applies to --model reuseport only";
     return std::nullopt;
   }
-  if (!args.hub.empty() && args.model != "epoll") {
-    error = "--hub runs on --model epoll only (not " + args.model + ")";
+  if (!args.hub.empty() && args.model != "epoll" && args.model != "reuseport") {
+    error = "--hub runs on --model epoll or reuseport only (not " + args.model + ")";
     return std::nullopt;
   }
   return args;
