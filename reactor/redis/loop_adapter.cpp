@@ -115,7 +115,10 @@ class Adapter final : public Watcher {
   // pending callback through its ordinary error path.
   void check_command_timeout() {
     const auto now = loop_.now();
-    if (ac_->replies.head == nullptr || !(ac_->c.flags & REDIS_CONNECTED)) {
+    // A subscribed context waits for messages, not replies (hiredis 1.x keeps subscription
+    // callbacks in `replies` too): it is never timed out.
+    if (ac_->replies.head == nullptr || !(ac_->c.flags & REDIS_CONNECTED) ||
+        (ac_->c.flags & REDIS_SUBSCRIBED)) {
       idle_since_ = now;
       return;
     }

@@ -27,7 +27,7 @@ int attach(Loop& loop, redisAsyncContext* ac);
 //    as hiredis does for a refused connection.
 //  - command: if a command's reply is due for longer than this with no byte read, the
 //    connection is shut down: pending callbacks get a NULL reply and the disconnect callback
-//    REDIS_ERR. Subscriptions wait for messages as long as they like.
+//    REDIS_ERR. A subscribed context waits for messages as long as it likes (no timeout).
 // Checked on a timer ticking at a quarter of the shortest timeout, so a timeout fires within
 // 1.25 x its value. REDIS_ERR if `ac` is not attached to a Loop.
 int set_timeouts(redisAsyncContext* ac, std::chrono::milliseconds connect,
