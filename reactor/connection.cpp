@@ -63,9 +63,7 @@ Connection::~Connection() {
   loop_.cancel_flush(*this);
   if (watch_ != kNoWatch) loop_.unwatch(watch_);
   if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
-  if (session_timers_) {
-    for (TimerId id : *session_timers_) loop_.cancel_timer(id);
-  }
+  cancel_session_timers();
 }
 
 void Connection::start() {
@@ -232,38 +230,52 @@ void Connection::flush() {
 TimerId Connection::start_timer(std::chrono::milliseconds delay,
                                 std::chrono::milliseconds period) {
   if (!is_open()) return kNoTimer;
-  if (!session_timers_) session_timers_ = std::make_unique<std::vector<TimerId>>();
-  const TimerId id = loop_.add_timer(delay < std::chrono::milliseconds(0) ? std::chrono::milliseconds(0) : delay,
-                                     period, [this] { on_session_timer(loop_.current_timer()); });
-  session_timers_->push_back(id);
+  if (delay.count() < 0) delay = std::chrono::milliseconds(0);
+  const TimerId id =
+      loop_.add_timer(delay, period, [this] { on_session_timer(loop_.current_timer()); });
+  if (first_timer_ == kNoTimer) {
+    first_timer_ = id;  // the common case (one keep-alive or expiry timer) allocates nothing here
+  } else {
+    if (!more_timers_) more_timers_ = std::make_unique<std::vector<TimerId>>();
+    more_timers_->push_back(id);
+  }
   return id;
 }
 
-bool Connection::cancel_timer(TimerId id) {
-  if (!session_timers_ || id == kNoTimer) return false;
-  auto& ids = *session_timers_;
+bool Connection::forget_session_timer(TimerId id) noexcept {
+  if (id == kNoTimer) return false;
+  if (first_timer_ == id) {
+    first_timer_ = kNoTimer;
+    return true;
+  }
+  if (!more_timers_) return false;
+  auto& ids = *more_timers_;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] != id) continue;
     ids[i] = ids.back();
     ids.pop_back();
-    return loop_.cancel_timer(id);
+    return true;
   }
   return false;
 }
 
-void Connection::on_session_timer(TimerId id) {
-  if (!is_open() || !session_timers_) return;
-  // A one-shot timer is spent once it fires: forget it before the session may arm another.
-  if (!loop_.timer_armed(id)) {
-    auto& ids = *session_timers_;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i] == id) {
-        ids[i] = ids.back();
-        ids.pop_back();
-        break;
-      }
-    }
+void Connection::cancel_session_timers() noexcept {
+  if (first_timer_ != kNoTimer) loop_.cancel_timer(first_timer_);
+  first_timer_ = kNoTimer;
+  if (more_timers_) {
+    for (TimerId id : *more_timers_) loop_.cancel_timer(id);
+    more_timers_.reset();
   }
+}
+
+bool Connection::cancel_timer(TimerId id) {
+  return forget_session_timer(id) && loop_.cancel_timer(id);
+}
+
+void Connection::on_session_timer(TimerId id) {
+  if (!is_open()) return;
+  // A one-shot timer is spent once it fires: forget it before the session may arm another.
+  if (!loop_.timer_armed(id)) forget_session_timer(id);
   guarded([&] { session_->on_timer(*this, id); });
 }
 
@@ -468,10 +480,7 @@ void Connection::close_now(std::error_code reason) {
     }
   }
   loop_.cancel_flush(*this);
-  if (session_timers_) {
-    for (TimerId id : *session_timers_) loop_.cancel_timer(id);
-    session_timers_.reset();
-  }
+  cancel_session_timers();
   // Our socket was accepted or created here and never duplicated: closing it below removes it
   // from epoll, so no EPOLL_CTL_DEL (one syscall less per connection).
   if (watch_ != kNoWatch) loop_.unwatch_before_close(watch_);

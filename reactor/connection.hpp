@@ -114,6 +114,8 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   void session_threw(const char* what);
   void write_out();
   void on_session_timer(TimerId id);
+  bool forget_session_timer(TimerId id) noexcept;
+  void cancel_session_timers() noexcept;
   void say_last_words(std::error_code reason);
   void handle_readable();
   void read_stream();
@@ -138,7 +140,8 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   const ConnectionOptions& options_;
   Buffer input_;
   Outbox output_;  // in message mode: [u32 length][bytes] records in output_.bytes()
-  std::unique_ptr<std::vector<TimerId>> session_timers_;  // armed by the session
+  TimerId first_timer_ = kNoTimer;                     // armed by the session: the first
+  std::unique_ptr<std::vector<TimerId>> more_timers_;  // ... and any others
   Loop::Clock::time_point last_activity_;
   WatchId watch_ = kNoWatch;
   TimerId idle_timer_ = kNoTimer;
