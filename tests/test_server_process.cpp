@@ -2,6 +2,7 @@
 // argument and listener errors, connection limits. Each test starts its own server on port 0
 // (or a unique UNIX path) and reads the bound addresses from its "listening on" lines.
 #include <doctest/doctest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -475,7 +476,7 @@ TEST_CASE("a stale unix or seqpacket socket file is replaced") {
 }
 
 TEST_CASE("--version prints the tool and its version and exits 0") {
-  for (const std::vector<std::string> args :
+  for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--version"}, {"--protocol", "echo", "--version"}}) {
     auto p = test::run_to_exit(kServer, args);
     CHECK(p.exit_code() == 0);
@@ -529,6 +530,72 @@ TEST_CASE("--idle-timeout 0.3 closes a silent client") {
   auto summary = test::stop_server(*server);
   CHECK(summary["connections"] == 1);
   CHECK(summary["failed"] == 1);  // an idle close is a close with an error
+}
+
+// Makes the echo server hold output it cannot flush: sends without ever reading until the
+// server stops reading too (backpressure), i.e. the send side stays full for 2 s. A graceful stop
+// must then wait out its grace period for this client.
+void stall_echo(int fd) {
+  const std::vector<char> chunk(64 * 1024, 'x');
+  for (int i = 0; i < 4096; ++i) {  // at most 256 MiB
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) continue;
+    REQUIRE_MESSAGE((n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)), std::strerror(errno));
+    pollfd writable{fd, POLLOUT, 0};
+    if (::poll(&writable, 1, 2000) == 0) return;
+  }
+  FAIL("the echo server kept reading 256 MiB that nobody read back");
+}
+
+TEST_CASE("a second SIGTERM during the grace period stops at once; the first says what it awaits") {
+  for_each_model([](const std::string& model) {
+    std::vector<std::string> args = model_args(model);
+    args.insert(args.end(),
+                {"--protocol", "echo", "--shutdown-grace", "120", "--listen", "tcp://127.0.0.1:0"});
+    auto server = test::start_server(kServer, args);
+    if (!server) return;
+    auto client = test::connect_to(server->addresses.at(0));
+    stall_echo(client.get());
+
+    REQUIRE(server->process.signal(SIGTERM));
+    const bool announced = server->process.pump_until(
+        [&] { return server->process.err().find("signal again to stop now") != std::string::npos; },
+        10s);
+    REQUIRE_MESSAGE(announced, "stderr: " << server->process.err());
+    CHECK(server->process.err().find("reactor: SIGTERM: stopping; ") != std::string::npos);
+    CHECK(server->process.err().find("up to 120.0 s") != std::string::npos);
+    CHECK_FALSE(server->process.exited());  // waiting out the grace period for our client
+
+    REQUIRE(server->process.signal(SIGTERM));
+    const auto status = server->process.wait_exit(30s);  // not the 120 s grace
+    REQUIRE_MESSAGE(status.has_value(),
+                    "still running after a second SIGTERM; stderr: " << server->process.err());
+    CHECK(server->process.exit_code() == 0);
+    CHECK(server->process.err().find("SIGTERM again: stopping now") != std::string::npos);
+    const auto summary = test::parse_summary(server->process.out());
+    CHECK(summary.count("connections") == 1);
+  });
+}
+
+TEST_CASE("SIGHUP stops gracefully with a summary, like SIGTERM, on every model") {
+  for_each_model([](const std::string& model) {
+    std::vector<std::string> args = model_args(model);
+    args.insert(args.end(), {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
+    auto server = test::start_server(kServer, args);
+    if (!server) return;
+    {
+      auto client = test::connect_to(server->addresses.at(0));
+      test::send_all(client.get(), "hup");
+      CHECK(text_of(test::read_exact(client.get(), 3)) == "hup");
+    }
+    REQUIRE(server->process.signal(SIGHUP));
+    const auto status = server->process.wait_exit(15s);
+    REQUIRE_MESSAGE(status.has_value(), "still running after SIGHUP");
+    CHECK_MESSAGE(server->process.exit_code() == 0, "stderr: " << server->process.err());
+    CHECK(server->process.err().find("reactor: SIGHUP: stopping") != std::string::npos);
+    const auto summary = test::parse_summary(server->process.out());
+    CHECK(summary.count("connections") == 1);
+  });
 }
 
 TEST_CASE("SIGTERM right after 'listening on' still stops gracefully, on every model") {

@@ -11,8 +11,9 @@ namespace reactor::tools {
 const char* const kServerUsage =
     "usage: reactor-server --protocol NAME --listen ADDR [--listen ADDR ...] [options]\n"
     "\n"
-    "Serves a protocol on one or more addresses until SIGINT/SIGTERM, then flushes, closes and\n"
-    "prints a summary.\n"
+    "Serves a protocol on one or more addresses until SIGINT, SIGTERM or SIGHUP, then flushes\n"
+    "(up to --shutdown-grace), closes and prints a summary; a second signal while it flushes\n"
+    "closes every connection at once.\n"
     "\n"
     "  --protocol NAME        protocol to serve (see --list-protocols)\n"
     "  --args STRING          protocol configuration, if the protocol takes any\n"

@@ -1,5 +1,6 @@
 #include "reactor/models/reuseport.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <thread>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "reactor/error.hpp"
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/shard_hub.hpp"
+#include "reactor/models/stop_signals.hpp"
 
 namespace reactor {
 namespace {
@@ -48,9 +50,11 @@ class ReuseportModel final : public Model {
 
   std::error_code run() override {
     // Block the signals before starting threads, so only loop 0's signalfd sees them.
-    if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
-    auto on_signal = [](int, void* self) { static_cast<ReuseportModel*>(self)->request_stop(); };
-    if (auto ec = loops_[0]->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
+    if (auto ec = block_signals({REACTOR_STOP_SIGNALS})) return ec;
+    auto on_signal = [](int signo, void* self) {
+      static_cast<ReuseportModel*>(self)->on_stop_signal(signo);
+    };
+    if (auto ec = loops_[0]->handle_signals({REACTOR_STOP_SIGNALS}, on_signal, this)) return ec;
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < loops_.size(); ++i) {
       threads.emplace_back([loop = loops_[i].get()] { loop->run(); });
@@ -61,19 +65,45 @@ class ReuseportModel final : public Model {
     return {};
   }
 
+  // Loop 0 takes the stop signals, so it stops last, once every loop has drained: a second
+  // signal must still find it running.
   void request_stop() override {
     for (std::size_t i = 0; i < loops_.size(); ++i) {
-      Loop* loop = loops_[i].get();
-      EpollServer* server = servers_[i].get();
-      loop->post([loop, server, grace = options_.shutdown_grace] {
-        server->shutdown(grace, [loop] { loop->stop(); });
+      loops_[i]->post([this, i] {
+        servers_[i]->shutdown(options_.shutdown_grace, [this, i] { on_drained(i); });
       });
+    }
+  }
+
+  void on_drained(std::size_t i) {  // on loop i
+    if (drained_[i]) return;
+    drained_[i] = 1;
+    if (i != 0) loops_[i]->stop();
+    if (drained_count_.fetch_add(1, std::memory_order_acq_rel) + 1 == loops_.size()) {
+      Loop* first = loops_[0].get();
+      first->post([first] { first->stop(); });
     }
   }
 
   ServerStats stats() const override { return final_stats_; }
 
  private:
+  // On loop 0. The first signal starts the graceful stop; a second stops every loop at once
+  // (each server's destructor then closes what is left).
+  void on_stop_signal(int signo) {
+    if (signalled_) {
+      if (options_.announce_stop) announce_forced_stop(signo);
+      for (auto& loop : loops_) {
+        Loop* l = loop.get();
+        l->post([l] { l->stop(); });
+      }
+      return;
+    }
+    signalled_ = true;
+    if (options_.announce_stop) announce_graceful_stop(signo, options_.shutdown_grace, -1);
+    request_stop();
+  }
+
   static std::vector<Loop*> raw(const std::vector<std::unique_ptr<Loop>>& loops) {
     std::vector<Loop*> out;
     for (const auto& l : loops) out.push_back(l.get());
@@ -99,6 +129,9 @@ class ReuseportModel final : public Model {
   ShardHub hub_;
   std::vector<std::unique_ptr<EpollServer>> servers_;
   ServerStats final_stats_;
+  bool signalled_ = false;                                           // loop 0 only
+  std::vector<char> drained_ = std::vector<char>(loops_.size(), 0);  // [i] on loop i only
+  std::atomic<std::size_t> drained_count_{0};
 };
 
 }  // namespace
