@@ -424,6 +424,35 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
   }
 }
 
+// Connects to 127.0.0.1 or ::1 at `port`: "" if an echo comes back, else the error.
+std::string echo_at(const std::string& host, std::uint16_t port) {
+  auto fd =
+      reactor::connect_blocking(test::parse("tcp://" + host + ":" + std::to_string(port)), 10s);
+  if (!fd) return fd.error().message();
+  test::send_all(fd->get(), "ping");
+  return text_of(test::read_exact(fd->get(), 4)) == "ping" ? "" : "no echo";
+}
+
+TEST_CASE("tcp://*:P serves IPv4 and IPv6 clients; tcp://[::]:P is IPv6 only") {
+  for_each_model([](const std::string& model) {
+    std::vector<std::string> args = model_args(model);
+    args.insert(args.end(), {"--protocol", "echo", "--listen", "tcp://*:0"});
+    auto both = test::start_server(kServer, args);
+    if (!both) return;
+    const std::uint16_t port = both->addresses.at(0).port();
+    CHECK(echo_at("127.0.0.1", port) == "");
+    CHECK(echo_at("[::1]", port) == "");
+    test::stop_server(*both);
+  });
+  auto v6 = test::start_server(kServer, {"--protocol", "echo", "--listen", "tcp://[::]:0"});
+  REQUIRE(v6);
+  const std::uint16_t port = v6->addresses.at(0).port();
+  CHECK(echo_at("[::1]", port) == "");
+  CHECK(echo_at("127.0.0.1", port) ==
+        std::make_error_code(std::errc::connection_refused).message());
+  test::stop_server(*v6);
+}
+
 TEST_CASE("a port in use exits 1 with 'Address already in use'") {
   auto taken = reactor::listen_on(test::parse("tcp://127.0.0.1:0"));
   REQUIRE(taken.ok());

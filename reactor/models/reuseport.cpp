@@ -42,7 +42,8 @@ class ReuseportModel final : public Model {
     // UNIX sockets cannot share a path: the first loop serves those alone.
     if (address.is_unix()) return bound;
     for (std::size_t i = 1; i < servers_.size(); ++i) {
-      auto more = servers_[i]->listen(*bound);  // the same concrete port, SO_REUSEPORT
+      // The same concrete port, SO_REUSEPORT; with_port keeps a "*" address dual-stack.
+      auto more = servers_[i]->listen(address.with_port(bound->port()));
       if (!more) return more.error();
     }
     return bound;
