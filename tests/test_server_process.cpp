@@ -329,6 +329,8 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
       {BAD_ABI_PLUGIN_PATH, "another reactor plugin ABI version"},
       {CLASH_PLUGIN_PATH, "taken by a built-in"},
       {UNRESOLVED_PLUGIN_PATH, "cannot load the shared object"},
+      {NO_TRANSPORTS_PLUGIN_PATH, "transports = 0"},
+      {BAD_SUMMARY_PLUGIN_PATH, "the summary must be one line"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.path);
@@ -340,6 +342,9 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
   const std::string clash = refused_line(
       {"--plugin", CLASH_PLUGIN_PATH, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
   CHECK(clash.find("'echo'") != std::string::npos);
+  const std::string twice =
+      refused_line({"--plugin", KV_PLUGIN_PATH, "--plugin", KV_PLUGIN_PATH, "--list-protocols"});
+  CHECK_MESSAGE(twice.find("plugin is already loaded") != std::string::npos, twice);
 }
 
 TEST_CASE("a truncated plugin exits 2 with one line instead of dying of SIGBUS") {
