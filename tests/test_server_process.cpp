@@ -458,6 +458,46 @@ TEST_CASE("tcp://*:P serves IPv4 and IPv6 clients; tcp://[::]:P is IPv6 only") {
   test::stop_server(*v6);
 }
 
+TEST_CASE("seqpacket: a 64 KiB message echoes, a larger one closes the connection") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--listen", "seqpacket:" + unique_path("limits")});
+  REQUIRE(server);
+  const auto address = server->addresses.at(0);
+  CHECK(check_messages(address, {1, 65536}, true) == 65537);
+  auto fd = test::connect_to(address);
+  const std::vector<char> big(65537, 'b');
+  REQUIRE(::send(fd.get(), big.data(), big.size(), MSG_NOSIGNAL) == 65537);
+  CHECK(wait_closed(fd.get(), 10s) == "");
+  auto summary = test::stop_server(*server);
+  CHECK(summary["failed"] == 1);
+}
+
+TEST_CASE("seqpacket: a zero-length message reads as EOF and the server closes") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--listen", "seqpacket:" + unique_path("empty")});
+  REQUIRE(server);
+  auto fd = test::connect_to(server->addresses.at(0));
+  test::send_all(fd.get(), "first");
+  CHECK(text_of(test::read_exact(fd.get(), 5)) == "first");
+  REQUIRE(::send(fd.get(), "", 0, MSG_NOSIGNAL) == 0);
+  CHECK(wait_closed(fd.get(), 10s) == "");
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 1);
+  CHECK(summary["failed"] == 0);  // an orderly close, like a peer's EOF
+}
+
+TEST_CASE("the SEQPACKET limits are documented in README.md and docs/writing-a-plugin.md") {
+  for (const std::string file : {"README.md", "docs/writing-a-plugin.md"}) {
+    CAPTURE(file);
+    std::ifstream in(std::string(SOURCE_ROOT) + "/" + file);
+    REQUIRE(in.good());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(text.find("64 KiB") != std::string::npos);
+    CHECK(text.find("zero-length message") != std::string::npos);
+    CHECK(text.find("EOF") != std::string::npos);
+  }
+}
+
 TEST_CASE("a port in use exits 1 with 'Address already in use'") {
   auto taken = reactor::listen_on(test::parse("tcp://127.0.0.1:0"));
   REQUIRE(taken.ok());
