@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -32,9 +33,12 @@ class PluginCategory final : public std::error_category {
       case PluginErrc::abi_mismatch:
         return "plugin built for another reactor plugin ABI version";
       case PluginErrc::bad_plugin_info:
-        return "plugin info is invalid (null, bad name, or no create/destroy)";
+        return "plugin info is invalid (null, bad name or summary, no transports, or no "
+               "create/destroy)";
       case PluginErrc::name_taken:
         return "plugin's protocol name is taken by a built-in or an earlier plugin";
+      case PluginErrc::already_loaded:
+        return "plugin is already loaded (the same file was given before)";
       case PluginErrc::truncated:
         return "shared object is truncated (its ELF headers or segments run past the end of the "
                "file)";
@@ -239,6 +243,25 @@ Result<LoadedPlugin> load_plugin(std::string_view path, Registry& registry, std:
       info->destroy == nullptr) {
     set_detail(detail, file + ": needs a name of 1 to 32 of [A-Za-z0-9_-] and create/destroy");
     return PluginErrc::bad_plugin_info;
+  }
+  if ((info->transports & kAllTransports) == 0) {
+    set_detail(detail, file + ": declares no transport (transports = 0); use reactor::kTcp, ...");
+    return PluginErrc::bad_plugin_info;
+  }
+  const std::string_view summary = info->summary != nullptr ? info->summary : "";
+  if (std::any_of(summary.begin(), summary.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    set_detail(detail, file + ": the summary must be one line without control characters");
+    return PluginErrc::bad_plugin_info;
+  }
+  // dlopen hands back the object it already has for the same file (it compares device and
+  // inode, so another path, a symlink or a hard link to it count too): its info is ours already.
+  for (const ProtocolEntry& existing : registry.list()) {
+    if (existing.context == info) {
+      set_detail(detail,
+                 file + ": already loaded, as protocol '" + std::string(existing.info.name) + "'");
+      return PluginErrc::already_loaded;
+    }
   }
   ProtocolEntry entry_for_registry{
       ProtocolInfo{info->name, info->summary != nullptr ? info->summary : "",

@@ -19,9 +19,11 @@ enum class PluginErrc {
   load_failed,          // ELF, but dlopen refused it (wrong architecture, unresolved symbols)
   entry_point_missing,  // loads, but exports no reactor_plugin_v1
   abi_mismatch,         // built against another kPluginAbiVersion
-  bad_plugin_info,      // null info, invalid name, or missing create/destroy
+  bad_plugin_info,      // null info, invalid name, no transports, a summary that is not one
+                        // printable line, or missing create/destroy
   name_taken,           // a built-in or an earlier plugin already has the name
   truncated,            // ELF, but its headers or loadable segments run past the end of the file
+  already_loaded,       // the same file (device and inode: dlopen shares it) is loaded already
 };
 
 const std::error_category& plugin_category() noexcept;

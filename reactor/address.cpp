@@ -134,7 +134,19 @@ Result<std::vector<Address>> Address::resolve(std::string_view url, bool use_res
   auto port = parse_port(parts->port);
   if (!port) return port.error();
   std::string host(parts->host);
-  if (host.empty() || host == "*") host = "0.0.0.0";
+  if (host == "*") {
+    Address any;
+    any.transport_ = parts->transport;
+    any.dual_stack_ = true;
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&any.storage_);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_addr = in6addr_any;
+    in6->sin6_port = htons(*port);
+    any.length_ = sizeof(sockaddr_in6);
+    out.push_back(any);
+    return out;
+  }
+  if (host.empty()) host = "0.0.0.0";
 
   Address a;
   a.transport_ = parts->transport;
@@ -206,6 +218,13 @@ std::uint16_t Address::port() const noexcept {
   return 0;
 }
 
+Address Address::with_port(std::uint16_t port) const noexcept {
+  Address a = *this;
+  if (family() == AF_INET) reinterpret_cast<sockaddr_in*>(&a.storage_)->sin_port = htons(port);
+  if (family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&a.storage_)->sin6_port = htons(port);
+  return a;
+}
+
 std::string Address::unix_path() const {
   if (family() != AF_UNIX) return {};
   const auto* un = reinterpret_cast<const sockaddr_un*>(&storage_);
@@ -236,6 +255,8 @@ std::string Address::to_string() const {
     ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text,
                 sizeof(text));
     out += text;
+  } else if (family() == AF_INET6 && dual_stack_) {
+    out += '*';
   } else if (family() == AF_INET6) {
     ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text,
                 sizeof(text));
@@ -251,7 +272,7 @@ std::string Address::to_string() const {
 }
 
 bool operator==(const Address& a, const Address& b) noexcept {
-  return a.transport_ == b.transport_ && a.length_ == b.length_ &&
+  return a.transport_ == b.transport_ && a.dual_stack_ == b.dual_stack_ && a.length_ == b.length_ &&
          std::memcmp(&a.storage_, &b.storage_, a.length_) == 0;
 }
 

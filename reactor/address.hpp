@@ -1,7 +1,9 @@
 // Address: one value type for every endpoint the library speaks, written as a URL:
 //   tcp://host:port   tcp://[::1]:port   udp://host:port   unix:/path   seqpacket:/path
 // ("unix:@name" / "seqpacket:@name" use Linux's abstract namespace). Host names are resolved
-// with getaddrinfo; "tcp://*:0" or "tcp://:0" means every IPv4 interface.
+// with getaddrinfo. Wildcards: "tcp://*:P" is every interface of both families (one dual-stack
+// IPv6 socket that also takes IPv4 as ::ffff:a.b.c.d; plain IPv4 where IPv6 is unavailable);
+// "tcp://:P" and "tcp://0.0.0.0:P" are every IPv4 interface; "tcp://[::]:P" is IPv6 only.
 #pragma once
 
 #include <sys/socket.h>
@@ -62,6 +64,10 @@ class Address {
   }
   socklen_t length() const noexcept { return length_; }
   std::uint16_t port() const noexcept;  // 0 for UNIX-domain addresses
+  // The same address with another port (IP addresses only; UNIX ones come back unchanged).
+  Address with_port(std::uint16_t port) const noexcept;
+  // "*": the IPv6 wildcard, to be listened on with IPV6_V6ONLY off (listen_on does).
+  bool dual_stack() const noexcept { return dual_stack_; }
   bool is_unix() const noexcept { return family() == AF_UNIX; }
   // The filesystem path of a UNIX address ("" when abstract or not UNIX).
   std::string unix_path() const;
@@ -77,6 +83,7 @@ class Address {
   sockaddr_storage storage_{};
   socklen_t length_ = 0;
   Transport transport_ = Transport::tcp;
+  bool dual_stack_ = false;
 };
 
 }  // namespace reactor

@@ -43,6 +43,13 @@ Result<Fd> open_socket(const Address& address, bool blocking) {
 
 Result<Fd> listen_on(const Address& address, const ListenOptions& options) {
   auto fd = open_socket(address, options.blocking);
+  if (!fd && address.dual_stack() && fd.error() == std::errc::address_family_not_supported) {
+    // No IPv6 on this host: "*" is then every IPv4 interface.
+    auto ipv4_any = Address::parse_numeric(std::string(scheme_of(address.transport())) +
+                                           "://0.0.0.0:" + std::to_string(address.port()));
+    if (!ipv4_any) return ipv4_any.error();
+    return listen_on(*ipv4_any, options);
+  }
   if (!fd) return fd.error();
   int s = fd->get();
   if (address.is_unix()) {
@@ -67,7 +74,8 @@ Result<Fd> listen_on(const Address& address, const ListenOptions& options) {
       if (auto ec = set_no_delay(s, true)) return ec;
     }
     if (address.family() == AF_INET6) {
-      if (auto ec = set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, options.v6_only ? 1 : 0)) {
+      const bool v6_only = options.v6_only && !address.dual_stack();
+      if (auto ec = set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, v6_only ? 1 : 0)) {
         return ec;
       }
     }

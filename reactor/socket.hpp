@@ -15,7 +15,7 @@ struct ListenOptions {
   int backlog = 1024;
   bool reuse_address = true;  // SO_REUSEADDR: restart without waiting out TIME_WAIT
   bool reuse_port = false;    // SO_REUSEPORT: several listeners share one port (one per loop)
-  bool v6_only = true;        // IPv6 listeners accept only IPv6
+  bool v6_only = true;        // IPv6 listeners accept only IPv6 (a "*" address never is)
   // Remove a leftover socket file before bind; a live one (a connect() probe is accepted) is
   // left alone and listen_on fails with EADDRINUSE.
   bool unlink_stale_unix_path = true;

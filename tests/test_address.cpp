@@ -57,9 +57,20 @@ TEST_CASE("parsed addresses carry family, socket type and port") {
   CHECK(seq->unix_path() == "/tmp/x");
 }
 
-TEST_CASE("an empty or * host means every IPv4 interface") {
-  CHECK(roundtrip("tcp://*:0") == "tcp://0.0.0.0:0");
+TEST_CASE("an empty host means every IPv4 interface; * means both families, dual-stack") {
   CHECK(roundtrip("tcp://:9000") == "tcp://0.0.0.0:9000");
+  CHECK(roundtrip("tcp://*:0") == "tcp://*:0");
+  auto any = Address::parse("udp://*:53");
+  REQUIRE(any.ok());
+  CHECK(any->family() == AF_INET6);
+  CHECK(any->dual_stack());
+  CHECK(any->port() == 53);
+  CHECK(any->with_port(54).port() == 54);
+  CHECK(any->with_port(54).dual_stack());
+  auto v6_any = Address::parse("tcp://[::]:53");
+  REQUIRE(v6_any.ok());
+  CHECK_FALSE(v6_any->dual_stack());
+  CHECK_FALSE(*v6_any == any->with_port(53));
 }
 
 TEST_CASE("localhost resolves through getaddrinfo to a loopback address") {

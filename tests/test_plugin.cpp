@@ -29,11 +29,13 @@ std::error_code load_error(const std::string& path, std::string& detail) {
   return loaded.error();
 }
 
-// Writes the first `size` bytes of `source` to a new file and returns its path.
-std::string truncated_copy(const std::string& source, std::size_t size) {
+// Writes the first `size` bytes of `source` (all of them if `whole`) to a new file and returns
+// its path.
+std::string truncated_copy(const std::string& source, std::size_t size, bool whole = false) {
   std::ifstream in(source, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  REQUIRE(bytes.size() > size);
+  if (whole) size = bytes.size();
+  REQUIRE(bytes.size() >= size);
   const std::string path = "/tmp/reactor-test-" + std::to_string(::getpid()) + "-truncated-" +
                            std::to_string(size) + ".so";
   std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(size));
@@ -180,29 +182,60 @@ TEST_CASE("a plugin built for another ABI version is abi_mismatch") {
   CHECK(detail.find("ABI 3, this server speaks 2") != std::string::npos);
 }
 
-TEST_CASE("a plugin named like a built-in or an already loaded plugin is name_taken") {
+TEST_CASE("a plugin named like a built-in or an earlier plugin from another file is name_taken") {
   std::string detail;
   CHECK(load_error(CLASH_PLUGIN_PATH, detail) == PluginErrc::name_taken);
   CHECK(detail.find("'echo'") != std::string::npos);
 
+  // A copy is another file (another inode) with the same protocol name.
+  const std::string copy = truncated_copy(KV_PLUGIN_PATH, 0, /*whole=*/true);
   Registry registry;
   REQUIRE(load_plugin(KV_PLUGIN_PATH, registry).ok());
   const std::size_t loaded = registry.list().size();
-  auto again = load_plugin(KV_PLUGIN_PATH, registry);
+  auto again = load_plugin(copy, registry, &detail);
   CHECK(again.error() == PluginErrc::name_taken);
   CHECK(registry.list().size() == loaded);
   std::string error;
   CHECK(registry.create("kv", "", error) != nullptr);
+  ::unlink(copy.c_str());
+}
+
+TEST_CASE("the same file loaded twice, by any path, is already_loaded") {
+  const std::string path = KV_PLUGIN_PATH;
+  const std::string dir = path.substr(0, path.rfind('/'));
+  const std::string link = "/tmp/reactor-test-" + std::to_string(::getpid()) + "-kv-link.so";
+  REQUIRE(::symlink(path.c_str(), link.c_str()) == 0);
+  for (const std::string& other : {path, dir + "/./" + path.substr(path.rfind('/') + 1), link}) {
+    CAPTURE(other);
+    Registry registry;
+    REQUIRE(load_plugin(path, registry).ok());
+    const std::size_t loaded = registry.list().size();
+    std::string detail;
+    auto again = load_plugin(other, registry, &detail);
+    CHECK(again.error() == PluginErrc::already_loaded);
+    CHECK(detail.find("already loaded, as protocol 'kv'") != std::string::npos);
+    CHECK(registry.list().size() == loaded);
+  }
+  ::unlink(link.c_str());
+}
+
+TEST_CASE(
+    "plugin metadata: no transports or a summary with control characters is bad_plugin_info") {
+  std::string detail;
+  CHECK(load_error(NO_TRANSPORTS_PLUGIN_PATH, detail) == PluginErrc::bad_plugin_info);
+  CHECK(detail.find("transports = 0") != std::string::npos);
+  CHECK(load_error(BAD_SUMMARY_PLUGIN_PATH, detail) == PluginErrc::bad_plugin_info);
+  CHECK(detail.find("summary") != std::string::npos);
 }
 
 TEST_CASE("every load error has its own message under the plugin category") {
   std::set<std::string> messages;
-  for (int code = 1; code <= static_cast<int>(PluginErrc::truncated); ++code) {
+  for (int code = 1; code <= static_cast<int>(PluginErrc::already_loaded); ++code) {
     const std::error_code ec = static_cast<PluginErrc>(code);
     CHECK(ec.category().name() == std::string("plugin"));
     messages.insert(ec.message());
   }
-  CHECK(messages.size() == static_cast<std::size_t>(PluginErrc::truncated));
+  CHECK(messages.size() == static_cast<std::size_t>(PluginErrc::already_loaded));
   CHECK(reactor::describe("--plugin x.so", PluginErrc::file_missing) ==
         "--plugin x.so: plugin file not found");
 }

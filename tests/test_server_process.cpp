@@ -2,6 +2,7 @@
 // argument and listener errors, connection limits. Each test starts its own server on port 0
 // (or a unique UNIX path) and reads the bound addresses from its "listening on" lines.
 #include <doctest/doctest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -328,6 +329,8 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
       {BAD_ABI_PLUGIN_PATH, "another reactor plugin ABI version"},
       {CLASH_PLUGIN_PATH, "taken by a built-in"},
       {UNRESOLVED_PLUGIN_PATH, "cannot load the shared object"},
+      {NO_TRANSPORTS_PLUGIN_PATH, "transports = 0"},
+      {BAD_SUMMARY_PLUGIN_PATH, "the summary must be one line"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.path);
@@ -339,6 +342,9 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
   const std::string clash = refused_line(
       {"--plugin", CLASH_PLUGIN_PATH, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
   CHECK(clash.find("'echo'") != std::string::npos);
+  const std::string twice =
+      refused_line({"--plugin", KV_PLUGIN_PATH, "--plugin", KV_PLUGIN_PATH, "--list-protocols"});
+  CHECK_MESSAGE(twice.find("plugin is already loaded") != std::string::npos, twice);
 }
 
 TEST_CASE("a truncated plugin exits 2 with one line instead of dying of SIGBUS") {
@@ -423,6 +429,75 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
   }
 }
 
+// Connects to 127.0.0.1 or ::1 at `port`: "" if an echo comes back, else the error.
+std::string echo_at(const std::string& host, std::uint16_t port) {
+  auto fd =
+      reactor::connect_blocking(test::parse("tcp://" + host + ":" + std::to_string(port)), 10s);
+  if (!fd) return fd.error().message();
+  test::send_all(fd->get(), "ping");
+  return text_of(test::read_exact(fd->get(), 4)) == "ping" ? "" : "no echo";
+}
+
+TEST_CASE("tcp://*:P serves IPv4 and IPv6 clients; tcp://[::]:P is IPv6 only") {
+  for_each_model([](const std::string& model) {
+    std::vector<std::string> args = model_args(model);
+    args.insert(args.end(), {"--protocol", "echo", "--listen", "tcp://*:0"});
+    auto both = test::start_server(kServer, args);
+    if (!both) return;
+    const std::uint16_t port = both->addresses.at(0).port();
+    CHECK(echo_at("127.0.0.1", port) == "");
+    CHECK(echo_at("[::1]", port) == "");
+    test::stop_server(*both);
+  });
+  auto v6 = test::start_server(kServer, {"--protocol", "echo", "--listen", "tcp://[::]:0"});
+  REQUIRE(v6);
+  const std::uint16_t port = v6->addresses.at(0).port();
+  CHECK(echo_at("[::1]", port) == "");
+  CHECK(echo_at("127.0.0.1", port) ==
+        std::make_error_code(std::errc::connection_refused).message());
+  test::stop_server(*v6);
+}
+
+TEST_CASE("seqpacket: a 64 KiB message echoes, a larger one closes the connection") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--listen", "seqpacket:" + unique_path("limits")});
+  REQUIRE(server);
+  const auto address = server->addresses.at(0);
+  CHECK(check_messages(address, {1, 65536}, true) == 65537);
+  auto fd = test::connect_to(address);
+  const std::vector<char> big(65537, 'b');
+  REQUIRE(::send(fd.get(), big.data(), big.size(), MSG_NOSIGNAL) == 65537);
+  CHECK(wait_closed(fd.get(), 10s) == "");
+  auto summary = test::stop_server(*server);
+  CHECK(summary["failed"] == 1);
+}
+
+TEST_CASE("seqpacket: a zero-length message reads as EOF and the server closes") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--listen", "seqpacket:" + unique_path("empty")});
+  REQUIRE(server);
+  auto fd = test::connect_to(server->addresses.at(0));
+  test::send_all(fd.get(), "first");
+  CHECK(text_of(test::read_exact(fd.get(), 5)) == "first");
+  REQUIRE(::send(fd.get(), "", 0, MSG_NOSIGNAL) == 0);
+  CHECK(wait_closed(fd.get(), 10s) == "");
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 1);
+  CHECK(summary["failed"] == 0);  // an orderly close, like a peer's EOF
+}
+
+TEST_CASE("the SEQPACKET limits are documented in README.md and docs/writing-a-plugin.md") {
+  for (const std::string file : {"README.md", "docs/writing-a-plugin.md"}) {
+    CAPTURE(file);
+    std::ifstream in(std::string(SOURCE_ROOT) + "/" + file);
+    REQUIRE(in.good());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(text.find("64 KiB") != std::string::npos);
+    CHECK(text.find("zero-length message") != std::string::npos);
+    CHECK(text.find("EOF") != std::string::npos);
+  }
+}
+
 TEST_CASE("a port in use exits 1 with 'Address already in use'") {
   auto taken = reactor::listen_on(test::parse("tcp://127.0.0.1:0"));
   REQUIRE(taken.ok());
@@ -475,7 +550,7 @@ TEST_CASE("a stale unix or seqpacket socket file is replaced") {
 }
 
 TEST_CASE("--version prints the tool and its version and exits 0") {
-  for (const std::vector<std::string> args :
+  for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--version"}, {"--protocol", "echo", "--version"}}) {
     auto p = test::run_to_exit(kServer, args);
     CHECK(p.exit_code() == 0);
@@ -529,6 +604,72 @@ TEST_CASE("--idle-timeout 0.3 closes a silent client") {
   auto summary = test::stop_server(*server);
   CHECK(summary["connections"] == 1);
   CHECK(summary["failed"] == 1);  // an idle close is a close with an error
+}
+
+// Makes the echo server hold output it cannot flush: sends without ever reading until the
+// server stops reading too (backpressure), i.e. the send side stays full for 2 s. A graceful stop
+// must then wait out its grace period for this client.
+void stall_echo(int fd) {
+  const std::vector<char> chunk(64 * 1024, 'x');
+  for (int i = 0; i < 4096; ++i) {  // at most 256 MiB
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) continue;
+    REQUIRE_MESSAGE((n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)), std::strerror(errno));
+    pollfd writable{fd, POLLOUT, 0};
+    if (::poll(&writable, 1, 2000) == 0) return;
+  }
+  FAIL("the echo server kept reading 256 MiB that nobody read back");
+}
+
+TEST_CASE("a second SIGTERM during the grace period stops at once; the first says what it awaits") {
+  for_each_model([](const std::string& model) {
+    std::vector<std::string> args = model_args(model);
+    args.insert(args.end(),
+                {"--protocol", "echo", "--shutdown-grace", "120", "--listen", "tcp://127.0.0.1:0"});
+    auto server = test::start_server(kServer, args);
+    if (!server) return;
+    auto client = test::connect_to(server->addresses.at(0));
+    stall_echo(client.get());
+
+    REQUIRE(server->process.signal(SIGTERM));
+    const bool announced = server->process.pump_until(
+        [&] { return server->process.err().find("signal again to stop now") != std::string::npos; },
+        10s);
+    REQUIRE_MESSAGE(announced, "stderr: " << server->process.err());
+    CHECK(server->process.err().find("reactor: SIGTERM: stopping; ") != std::string::npos);
+    CHECK(server->process.err().find("up to 120.0 s") != std::string::npos);
+    CHECK_FALSE(server->process.exited());  // waiting out the grace period for our client
+
+    REQUIRE(server->process.signal(SIGTERM));
+    const auto status = server->process.wait_exit(30s);  // not the 120 s grace
+    REQUIRE_MESSAGE(status.has_value(),
+                    "still running after a second SIGTERM; stderr: " << server->process.err());
+    CHECK(server->process.exit_code() == 0);
+    CHECK(server->process.err().find("SIGTERM again: stopping now") != std::string::npos);
+    const auto summary = test::parse_summary(server->process.out());
+    CHECK(summary.count("connections") == 1);
+  });
+}
+
+TEST_CASE("SIGHUP stops gracefully with a summary, like SIGTERM, on every model") {
+  for_each_model([](const std::string& model) {
+    std::vector<std::string> args = model_args(model);
+    args.insert(args.end(), {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
+    auto server = test::start_server(kServer, args);
+    if (!server) return;
+    {
+      auto client = test::connect_to(server->addresses.at(0));
+      test::send_all(client.get(), "hup");
+      CHECK(text_of(test::read_exact(client.get(), 3)) == "hup");
+    }
+    REQUIRE(server->process.signal(SIGHUP));
+    const auto status = server->process.wait_exit(15s);
+    REQUIRE_MESSAGE(status.has_value(), "still running after SIGHUP");
+    CHECK_MESSAGE(server->process.exit_code() == 0, "stderr: " << server->process.err());
+    CHECK(server->process.err().find("reactor: SIGHUP: stopping") != std::string::npos);
+    const auto summary = test::parse_summary(server->process.out());
+    CHECK(summary.count("connections") == 1);
+  });
 }
 
 TEST_CASE("SIGTERM right after 'listening on' still stops gracefully, on every model") {

@@ -12,6 +12,7 @@
 #include "reactor/loop.hpp"
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/model.hpp"
+#include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 #include "server_args.hpp"
 #include "server_hub.hpp"
@@ -100,10 +101,10 @@ int main(int argc, char** argv) {
   if (!protocol) return fail(2, "--protocol " + args->protocol + ": " + error);
 
   reactor::ignore_sigpipe();
-  // Blocked from here on (and in every thread the models start), so a SIGINT/SIGTERM that
+  // Blocked from here on (and in every thread the models start), so a SIGINT/SIGTERM/SIGHUP that
   // arrives as soon as 'listening on' is printed waits for run()'s signalfd instead of killing
   // the process without its graceful stop and summary.
-  if (auto ec = reactor::block_signals({SIGINT, SIGTERM})) {
+  if (auto ec = reactor::block_signals({REACTOR_STOP_SIGNALS})) {
     return fail(1, reactor::describe("block signals", ec));
   }
   reactor::set_log_level(args->log_level);
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
   options.max_connections = args->max_connections;
   options.shutdown_grace = args->shutdown_grace;
   options.workers = args->workers;
+  options.announce_stop = true;
   auto model = args->hub.empty() ? reactor::tools::make_model(args->model, *protocol, options)
                                  : reactor::tools::make_hub_model(args->model, args->hub, *protocol,
                                                                   options, error);

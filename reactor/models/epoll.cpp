@@ -2,6 +2,7 @@
 
 #include "reactor/error.hpp"
 #include "reactor/log.hpp"
+#include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -163,9 +164,11 @@ class EpollModel final : public Model {
   Result<Address> listen(const Address& address) override { return server_.listen(address); }
 
   std::error_code run() override {
-    if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
-    auto on_signal = [](int, void* self) { static_cast<EpollModel*>(self)->begin_shutdown(); };
-    if (auto ec = loop_->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
+    if (auto ec = block_signals({REACTOR_STOP_SIGNALS})) return ec;
+    auto on_signal = [](int signo, void* self) {
+      static_cast<EpollModel*>(self)->on_stop_signal(signo);
+    };
+    if (auto ec = loop_->handle_signals({REACTOR_STOP_SIGNALS}, on_signal, this)) return ec;
     auto failure = loop_->run();
     final_stats_ = server_.stats();
     return failure;
@@ -183,6 +186,20 @@ class EpollModel final : public Model {
     s.idle_timeout = m.idle_timeout;
     s.max_connections = m.max_connections;
     return s;
+  }
+  // The first signal starts the graceful stop; a second stops the loop at once (the server's
+  // destructor then closes what is left).
+  void on_stop_signal(int signo) {
+    if (stopping_) {
+      if (options_.announce_stop) announce_forced_stop(signo);
+      loop_->stop();
+      return;
+    }
+    if (options_.announce_stop) {
+      announce_graceful_stop(signo, options_.shutdown_grace,
+                             static_cast<long long>(server_.stats().live));
+    }
+    begin_shutdown();
   }
   void begin_shutdown() {
     if (stopping_) return;

@@ -21,6 +21,7 @@
 #include "reactor/models/blocking_listeners.hpp"
 #include "reactor/models/blocking_signals.hpp"
 #include "reactor/models/relay_hub.hpp"
+#include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -184,12 +185,11 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
   parent_signals.abandon();
   for (auto& other : children) other.member.reset();
 
-  // Keep SIGINT/SIGTERM blocked for our own signalfd; give SIGCHLD back if it was unblocked.
+  // Keep the stop signals blocked for our own signalfd; give SIGCHLD back if it was unblocked.
   sigset_t mask = parent_signals.previous_mask();
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
+  for (const int signo : {REACTOR_STOP_SIGNALS}) sigaddset(&mask, signo);
   ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-  BlockedSignals signals({SIGINT, SIGTERM});
+  BlockedSignals signals({REACTOR_STOP_SIGNALS});
 
   BlockingCounters counters;
   BlockingConnection connection(std::move(client), std::move(remote), limits, counters, false);
@@ -320,15 +320,17 @@ std::error_code ForkModel::run() {
   if (s.ran) return make_error_code(Errc::shutting_down);
   s.ran = true;
   if (!s.wake) return errno_code(EMFILE);
-  BlockedSignals signals({SIGINT, SIGTERM, SIGCHLD});
+  BlockedSignals signals({REACTOR_STOP_SIGNALS, SIGCHLD});
   if (auto ec = signals.error()) return ec;
   ignore_sigpipe();
+  int stop_signals = 0;  // a second one cuts the grace period short
 
   std::vector<pollfd> fds;
   std::vector<State::Child*> polled;  // the child behind each relay pollfd
   std::vector<AcceptedSocket> accepted;
   for (;;) {
     if (s.stop_requested.load(std::memory_order_acquire) && !s.stopping) s.begin_stop();
+    if (stop_signals > 1 && s.stopping) s.deadline = Clock::now();  // SIGKILL the children now
     s.retire_finished();
     if (s.stopping) {
       if (s.children.empty()) break;
@@ -380,7 +382,14 @@ std::error_code ForkModel::run() {
       while (int signo = signals.take()) {
         if (signo == SIGCHLD) {
           check_children = true;
-        } else {
+        } else if (++stop_signals == 1) {
+          if (s.options.announce_stop) {
+            announce_graceful_stop(signo, s.options.shutdown_grace,
+                                   static_cast<long long>(s.children.size()));
+          }
+          s.stop_requested.store(true, std::memory_order_release);
+        } else if (stop_signals == 2) {
+          if (s.options.announce_stop) announce_forced_stop(signo);
           s.stop_requested.store(true, std::memory_order_release);
         }
       }

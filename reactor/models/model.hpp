@@ -18,6 +18,9 @@ struct ModelOptions {
   std::size_t max_connections = 0;                 // 0: unlimited
   std::chrono::milliseconds shutdown_grace{5000};  // flushing time after SIGINT/SIGTERM
   unsigned workers = 0;                            // reuseport: loops (0 = one per core)
+  // A line on stderr when a stop signal (SIGINT, SIGTERM, SIGHUP) starts the graceful stop and
+  // when a second one ends it at once (reactor-server sets it; a library user may not want it).
+  bool announce_stop = false;
 };
 
 struct ServerStats {
@@ -41,8 +44,9 @@ class Model {
   virtual ~Model() = default;
   // Binds (port 0 -> a real port) and returns the bound address. Call before run().
   virtual Result<Address> listen(const Address& address) = 0;
-  // Serves until SIGINT/SIGTERM (blocked and taken through a signalfd or equivalent) or
-  // request_stop(); then stops accepting, flushes within shutdown_grace, closes, returns.
+  // Serves until SIGINT/SIGTERM/SIGHUP (blocked and taken through a signalfd or equivalent) or
+  // request_stop(); then stops accepting, flushes within shutdown_grace, closes, returns. A
+  // second stop signal during the grace period closes every connection at once.
   virtual std::error_code run() = 0;
   // Thread-safe.
   virtual void request_stop() = 0;

@@ -1,5 +1,6 @@
 #include "reactor/models/reuseport.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <thread>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "reactor/error.hpp"
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/shard_hub.hpp"
+#include "reactor/models/stop_signals.hpp"
 
 namespace reactor {
 namespace {
@@ -45,7 +47,8 @@ class ReuseportModel final : public Model {
     // UNIX sockets cannot share a path: the first loop serves those alone.
     if (address.is_unix()) return bound;
     for (std::size_t i = 1; i < servers_.size(); ++i) {
-      auto more = servers_[i]->listen(*bound);  // the same concrete port, SO_REUSEPORT
+      // The same concrete port, SO_REUSEPORT; with_port keeps a "*" address dual-stack.
+      auto more = servers_[i]->listen(address.with_port(bound->port()));
       if (!more) return more.error();
     }
     return bound;
@@ -53,9 +56,11 @@ class ReuseportModel final : public Model {
 
   std::error_code run() override {
     // Block the signals before starting threads, so only loop 0's signalfd sees them.
-    if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
-    auto on_signal = [](int, void* self) { static_cast<ReuseportModel*>(self)->request_stop(); };
-    if (auto ec = loops_[0]->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
+    if (auto ec = block_signals({REACTOR_STOP_SIGNALS})) return ec;
+    auto on_signal = [](int signo, void* self) {
+      static_cast<ReuseportModel*>(self)->on_stop_signal(signo);
+    };
+    if (auto ec = loops_[0]->handle_signals({REACTOR_STOP_SIGNALS}, on_signal, this)) return ec;
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < loops_.size(); ++i) {
       threads.emplace_back([loop = loops_[i]] { loop->run(); });
@@ -66,19 +71,42 @@ class ReuseportModel final : public Model {
     return {};
   }
 
+  // Loop 0 takes the stop signals, so it stops last, once every loop has drained: a second
+  // signal must still find it running.
   void request_stop() override {
     for (std::size_t i = 0; i < loops_.size(); ++i) {
-      Loop* loop = loops_[i];
-      EpollServer* server = servers_[i].get();
-      loop->post([loop, server, grace = options_.shutdown_grace] {
-        server->shutdown(grace, [loop] { loop->stop(); });
+      loops_[i]->post([this, i] {
+        servers_[i]->shutdown(options_.shutdown_grace, [this, i] { on_drained(i); });
       });
+    }
+  }
+
+  void on_drained(std::size_t i) {  // on loop i
+    if (drained_[i]) return;
+    drained_[i] = 1;
+    if (i != 0) loops_[i]->stop();
+    if (drained_count_.fetch_add(1, std::memory_order_acq_rel) + 1 == loops_.size()) {
+      Loop* first = loops_[0];
+      first->post([first] { first->stop(); });
     }
   }
 
   ServerStats stats() const override { return final_stats_; }
 
  private:
+  // On loop 0. The first signal starts the graceful stop; a second stops every loop at once
+  // (each server's destructor then closes what is left).
+  void on_stop_signal(int signo) {
+    if (signalled_) {
+      if (options_.announce_stop) announce_forced_stop(signo);
+      for (Loop* l : loops_) l->post([l] { l->stop(); });
+      return;
+    }
+    signalled_ = true;
+    if (options_.announce_stop) announce_graceful_stop(signo, options_.shutdown_grace, -1);
+    request_stop();
+  }
+
   static void add(ServerStats& total, const ServerStats& s) {
     total.accepted += s.accepted;
     total.closed += s.closed;
@@ -101,6 +129,9 @@ class ReuseportModel final : public Model {
   std::unique_ptr<ShardHub> shard_hub_;  // unless the caller gave hubs
   std::vector<std::unique_ptr<EpollServer>> servers_;
   ServerStats final_stats_;
+  bool signalled_ = false;                                           // loop 0 only
+  std::vector<char> drained_ = std::vector<char>(loops_.size(), 0);  // [i] on loop i only
+  std::atomic<std::size_t> drained_count_{0};
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "reactor/models/blocking_connection.hpp"
 #include "reactor/models/blocking_listeners.hpp"
 #include "reactor/models/blocking_signals.hpp"
+#include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -227,15 +228,17 @@ std::error_code ThreadModel::run() {
   if (s.ran) return make_error_code(Errc::shutting_down);
   s.ran = true;
   if (!s.wake) return errno_code(EMFILE);
-  BlockedSignals signals({SIGINT, SIGTERM});
+  BlockedSignals signals({REACTOR_STOP_SIGNALS});
   if (auto ec = signals.error()) return ec;
   ignore_sigpipe();
+  int stop_signals = 0;  // a second one cuts the grace period short
 
   std::vector<pollfd> fds;
   std::vector<AcceptedSocket> accepted;
   bool aborted = false;
   for (;;) {
     if (s.stop_requested.load(std::memory_order_acquire) && !s.stopping) s.begin_stop();
+    if (stop_signals > 1 && s.stopping) s.deadline = std::chrono::steady_clock::now();
     if (s.stopping) {
       s.join_finished();
       if (s.workers.empty()) break;
@@ -270,7 +273,16 @@ std::error_code ThreadModel::run() {
       return ec;
     }
     if (fds[listener_count].revents != 0) {
-      while (signals.take() != 0) s.stop_requested.store(true, std::memory_order_release);
+      while (const int signo = signals.take()) {
+        ++stop_signals;
+        if (stop_signals == 1 && s.options.announce_stop) {
+          announce_graceful_stop(signo, s.options.shutdown_grace,
+                                 static_cast<long long>(s.live.load(std::memory_order_relaxed)));
+        } else if (stop_signals == 2 && s.options.announce_stop) {
+          announce_forced_stop(signo);
+        }
+        s.stop_requested.store(true, std::memory_order_release);
+      }
     }
     if (fds[listener_count + 1].revents != 0) {
       drain_eventfd(s.wake.get());
