@@ -25,4 +25,8 @@ if [ ! -f build-release/build.ninja ]; then
   meson setup build-release -Dbuildtype=release -Dtests=false >/dev/null
 fi
 ninja -C build-release >/dev/null
+# BENCH_SUITE=http: reactor-server --protocol http against nginx (tools/reactor-bench-http.cpp).
+if [ "${BENCH_SUITE:-}" = http ]; then
+  exec build-release/tools/reactor-bench-http "$@"
+fi
 exec build-release/tools/reactor-bench "$@"
