@@ -24,6 +24,17 @@ std::string_view date_now() {
   return cached;
 }
 
+// Last-Modified for `mtime`: one entry per thread (most requests ask for the same few files).
+std::string_view date_of(std::int64_t mtime) {
+  thread_local std::int64_t cached_mtime = -1;
+  thread_local std::string cached;
+  if (mtime != cached_mtime) {
+    cached_mtime = mtime;
+    cached = format_http_date(mtime);
+  }
+  return cached;
+}
+
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -227,7 +238,7 @@ void HttpSession::answer(Peer& peer, const Request& request) {
 void HttpSession::serve(Peer& peer, const Request& request, OpenedFile& file, std::string_view path,
                         bool keep_alive) {
   const bool head_only = request.method == "HEAD";
-  const std::string last_modified = format_http_date(file.mtime);
+  const std::string_view last_modified = date_of(file.mtime);
   if (!request.if_modified_since.empty()) {
     const auto since = parse_http_date(request.if_modified_since);
     if (since && file.mtime <= *since) {
