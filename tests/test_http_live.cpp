@@ -36,7 +36,8 @@ bool on_path(const std::string& program) {
 
 // A server over a fresh root with a small site in it.
 struct Site {
-  explicit Site(std::vector<std::string> extra_args = {}) {
+  explicit Site(std::vector<std::string> extra_args = {},
+                std::vector<std::string> server_args = {}) {
     root.write("index.html",
                "<!doctype html><html><head><link rel=stylesheet href=\"/style.css\"></head>"
                "<body><h1 id=title>reactor http</h1><img id=pic src=\"/img/green.png\" "
@@ -51,6 +52,7 @@ struct Site {
     std::vector<std::string> args = {"--protocol",        "http",   "--listen",
                                      "tcp://127.0.0.1:0", "--args", "root=" + root.root()};
     if (!extra_args.empty()) args.back() += "," + extra_args.front();
+    args.insert(args.end(), server_args.begin(), server_args.end());
     auto started = test::start_server(kServer, args);
     REQUIRE(started.has_value());
     server.emplace(std::move(*started));
@@ -138,6 +140,42 @@ TEST_CASE("curl: two URLs in one command reuse one keep-alive connection") {
   CHECK(read_file(out2).find("background") != std::string::npos);
   const auto summary = test::stop_server(*site.server);
   CHECK(summary.at("connections") == 1);
+}
+
+TEST_CASE("every model serves files: keep-alive reuse, a range, a 404") {
+  for (const std::string_view model : test::kServerModels) {
+    SUBCASE(std::string(model).c_str()) {
+      std::vector<std::string> server_args = {"--model", std::string(model)};
+      if (model == "reuseport") server_args.insert(server_args.end(), {"--workers", "2"});
+      Site site({}, server_args);
+      // --next starts a new set of options; curl keeps its connection across them.
+      const std::string format = "%{http_code} %{num_connects} %{size_download}\\n";
+      auto p = run("/usr/bin/curl", {"-sS",
+                                     "-o",
+                                     "/dev/null",
+                                     "-w",
+                                     format,
+                                     site.base + "/letters.txt",
+                                     "--next",
+                                     "-sS",
+                                     "-o",
+                                     "/dev/null",
+                                     "-r",
+                                     "0-2",
+                                     "-w",
+                                     format,
+                                     site.base + "/letters.txt",
+                                     "--next",
+                                     "-sS",
+                                     "-o",
+                                     "/dev/null",
+                                     "-w",
+                                     format,
+                                     site.base + "/missing"});
+      CHECK_MESSAGE(p.exit_code() == 0, p.err());
+      CHECK(p.out() == "200 1 4096\n206 0 3\n404 0 14\n");
+    }
+  }
 }
 
 TEST_CASE("curl: HEAD with -I, a range with -r, If-Modified-Since with -z") {
