@@ -433,6 +433,32 @@ TEST_CASE("nothing outside the root is served: dot-dot, encodings, NUL, backslas
   CHECK(s.get("/inside.txt").body == "hello, world\n");
 }
 
+TEST_CASE("both resolvers (openat2 and the realpath fallback) keep symlinks inside the root") {
+  test::TempRoot root;
+  root.write("a.txt", "inside");
+  root.write("sub/b.txt", "deeper");
+  test::TempRoot::write_at(root.outside() / "secret.txt", "secret");
+  root.symlink((root.outside() / "secret.txt").string(), "abs-out");
+  root.symlink("../secret.txt", "rel-out");
+  root.symlink("sub/../a.txt", "rel-in");
+  root.symlink(root.outside().string(), "dir-out");
+  root.symlink("sub", "dir-in");
+  for (const auto resolve : {RootDirectory::Resolve::openat2, RootDirectory::Resolve::realpath}) {
+    std::string error;
+    const auto files = RootDirectory::open_root(root.root(), error, resolve);
+    REQUIRE_MESSAGE(files != nullptr, error);
+    for (const char* path : {"/abs-out", "/rel-out", "/dir-out/secret.txt", "/missing"}) {
+      const OpenedFile f = files->open(path);
+      CHECK_MESSAGE(f.error != 0, path);
+      CHECK_FALSE(f.file);
+    }
+    CHECK(files->open("/rel-in").regular);
+    CHECK(files->open("/dir-in/b.txt").size == 6);
+    CHECK(files->open("/sub").directory);
+    CHECK(files->open("/").directory);
+  }
+}
+
 TEST_CASE("other methods are 405 with Allow; bodies are refused with 413 or 411 and close") {
   Served s;
   SUBCASE("405 keeps the connection") {

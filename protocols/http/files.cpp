@@ -48,7 +48,8 @@ void FileHandle::reset() noexcept {
   fd_ = -1;
 }
 
-std::unique_ptr<RootDirectory> RootDirectory::open_root(std::string_view dir, std::string& error) {
+std::unique_ptr<RootDirectory> RootDirectory::open_root(std::string_view dir, std::string& error,
+                                                        Resolve resolve) {
   const std::string given(dir);
   char resolved[PATH_MAX];
   if (given.empty() || ::realpath(given.c_str(), resolved) == nullptr) {
@@ -60,7 +61,7 @@ std::unique_ptr<RootDirectory> RootDirectory::open_root(std::string_view dir, st
     error = "http: root=" + given + ": " + std::strerror(errno);
     return nullptr;
   }
-  return std::unique_ptr<RootDirectory>(new RootDirectory(std::move(fd), resolved));
+  return std::unique_ptr<RootDirectory>(new RootDirectory(std::move(fd), resolved, resolve));
 }
 
 OpenedFile RootDirectory::open(std::string_view path) const {
@@ -69,7 +70,7 @@ OpenedFile RootDirectory::open(std::string_view path) const {
     out.error = ENOENT;
     return out;
   }
-  if (!openat2_missing.load(std::memory_order_relaxed)) {
+  if (resolve_ == Resolve::openat2 && !openat2_missing.load(std::memory_order_relaxed)) {
     std::string relative = path.size() == 1 ? std::string(".") : std::string(path.substr(1));
     open_how how{};
     how.flags = kOpenFlags;

@@ -51,18 +51,21 @@ class FileSource {
 // On kernels without openat2 it falls back to realpath and a prefix check against the root.
 class RootDirectory final : public FileSource {
  public:
+  enum class Resolve { openat2, realpath };  // realpath: the fallback, forced (for tests)
   // Null with a one-line reason in `error` if `dir` is not a readable directory.
-  static std::unique_ptr<RootDirectory> open_root(std::string_view dir, std::string& error);
+  static std::unique_ptr<RootDirectory> open_root(std::string_view dir, std::string& error,
+                                                  Resolve resolve = Resolve::openat2);
   OpenedFile open(std::string_view path) const override;
   const std::string& path() const noexcept { return real_path_; }
 
  private:
-  RootDirectory(FileHandle dir, std::string real_path)
-      : dir_(std::move(dir)), real_path_(std::move(real_path)) {}
+  RootDirectory(FileHandle dir, std::string real_path, Resolve resolve)
+      : dir_(std::move(dir)), real_path_(std::move(real_path)), resolve_(resolve) {}
   OpenedFile open_by_realpath(std::string_view path) const;
 
   FileHandle dir_;
   std::string real_path_;  // realpath of the root, no trailing '/' (except for "/" itself)
+  Resolve resolve_;
 };
 
 }  // namespace reactor::http
