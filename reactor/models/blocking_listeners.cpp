@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -89,7 +90,7 @@ void BlockingListeners::accept_from(Listener& listener, std::vector<AcceptedSock
         continue;
       default:
         // ENOBUFS, ENOMEM and friends: back off rather than spin.
-        std::fprintf(stderr, "reactor: accept: %s; pausing the listener briefly\n",
+        log(LogLevel::warn, "accept: %s; pausing the listener briefly",
                      std::strerror(errno));
         listener.paused_until = Clock::now() + kPauseAfterError;
         return;

@@ -50,3 +50,12 @@ class Model {
 };
 
 }  // namespace reactor
+
+namespace reactor {
+
+// A connection the server turns away (over max_connections): logged at info with the peer's
+// address, then the protocol's last_words(Errc::too_many_connections) are sent, best effort and
+// never blocking. The caller closes `fd`.
+void refuse_connection(int fd, Transport transport, const Protocol& protocol) noexcept;
+
+}  // namespace reactor
