@@ -142,12 +142,12 @@ TEST_CASE("curl: two URLs in one command reuse one keep-alive connection") {
   CHECK(summary.at("connections") == 1);
 }
 
-TEST_CASE("every model serves files: keep-alive reuse, a range, a 404") {
+TEST_CASE("every model serves files (keep-alive reuse, a range, a 404) and times out slow heads") {
   for (const std::string_view model : test::kServerModels) {
     SUBCASE(std::string(model).c_str()) {
       std::vector<std::string> server_args = {"--model", std::string(model)};
       if (model == "reuseport") server_args.insert(server_args.end(), {"--workers", "2"});
-      Site site({}, server_args);
+      Site site({"header-timeout=1"}, server_args);
       // --next starts a new set of options; curl keeps its connection across them.
       const std::string format = "%{http_code} %{num_connects} %{size_download}\\n";
       auto p = run("/usr/bin/curl", {"-sS",
@@ -174,6 +174,13 @@ TEST_CASE("every model serves files: keep-alive reuse, a range, a 404") {
                                      site.base + "/missing"});
       CHECK_MESSAGE(p.exit_code() == 0, p.err());
       CHECK(p.out() == "200 1 4096\n206 0 3\n404 0 14\n");
+      // Session timers work under this model too: an unfinished head gets 408.
+      auto fd = test::connect_to(site.server->addresses.at(0));
+      REQUIRE(reactor::set_receive_timeout(fd.get(), 20s) == std::error_code{});
+      test::send_all(fd.get(), "GET / HTTP/1.1\r\nHost: x\r\n");
+      const auto out = test::parse_responses(test::read_to_eof(fd.get()));
+      REQUIRE(out.size() == 1);
+      CHECK(out[0].status == 408);
     }
   }
 }
