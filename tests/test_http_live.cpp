@@ -402,3 +402,14 @@ print(red, green)
   CHECK(red > 1000);        // the CSS background was fetched and applied
   CHECK(green >= 64 * 60);  // the 64x64 image was fetched and drawn
 }
+
+TEST_CASE("reactor-server refuses http without a usable root: exit 2 and one line") {
+  auto missing =
+      test::run_to_exit(kServer, {"--protocol", "http", "--listen", "tcp://127.0.0.1:0"});
+  CHECK(missing.exit_code() == 2);
+  CHECK(missing.err().find("root=DIR is required") != std::string::npos);
+  auto absent = test::run_to_exit(kServer, {"--protocol", "http", "--listen", "tcp://127.0.0.1:0",
+                                            "--args", "root=/nonexistent/reactor-http-root"});
+  CHECK(absent.exit_code() == 2);
+  CHECK(absent.err().find("No such file or directory") != std::string::npos);
+}
