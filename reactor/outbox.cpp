@@ -32,6 +32,10 @@ ssize_t Outbox::send_file_chunk(int socket, FileRange& range, std::uint64_t max,
     off_t offset = static_cast<off_t>(range.offset);
     ++syscalls;
     ssize_t n = ::sendfile(socket, range.fd.get(), &offset, want);
+    if (n == 0 && want > 0) {
+      errno = ENODATA;  // the file ended before the range did: the promised bytes cannot come
+      return -1;
+    }
     if (n >= 0 || (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)) return n;
     range.use_read = true;  // not a regular file (a pipe, /proc, ...): read and send instead
   }
@@ -39,7 +43,7 @@ ssize_t Outbox::send_file_chunk(int socket, FileRange& range, std::uint64_t max,
   ssize_t got = ::pread(range.fd.get(), chunk, std::min(want, sizeof(chunk)),
                         static_cast<off_t>(range.offset));
   if (got <= 0) {
-    if (got == 0) errno = EPIPE;  // the file is shorter than promised: nothing left to send
+    if (got == 0) errno = ENODATA;  // the file is shorter than promised
     return -1;
   }
   ++syscalls;
@@ -50,11 +54,14 @@ ssize_t Outbox::write_to(int socket, std::uint64_t& syscalls, std::uint64_t budg
   std::uint64_t written = 0;
   while (written < budget && !empty()) {
     ssize_t n;
+    bool short_write = false;
     if (!files_ || files_->ranges.front().lead > 0) {
       std::size_t max = files_ ? static_cast<std::size_t>(files_->ranges.front().lead) : SIZE_MAX;
       max = static_cast<std::size_t>(std::min<std::uint64_t>(max, budget - written));
+      max = std::min(max, bytes_.size());
       ++syscalls;
       n = bytes_.write_to(socket, max);
+      short_write = n >= 0 && static_cast<std::size_t>(n) < max;
       if (n > 0 && files_) {
         files_->ranges.front().lead -= static_cast<std::uint64_t>(n);
         files_->leads -= static_cast<std::uint64_t>(n);
@@ -78,8 +85,8 @@ ssize_t Outbox::write_to(int socket, std::uint64_t& syscalls, std::uint64_t budg
     }
     if (n == 0) break;
     written += static_cast<std::uint64_t>(n);
-    // A short write means the socket is full: do not ask again just to hear EAGAIN.
-    if (!files_ && !bytes_.empty()) break;
+    // A short send means the socket is full: do not ask again just to hear EAGAIN.
+    if (short_write) break;
   }
   return static_cast<ssize_t>(written);
 }

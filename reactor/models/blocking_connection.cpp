@@ -118,6 +118,10 @@ std::error_code BlockingConnection::serve(Session& session,
   }
 
   if (!reason) linger();
+  if ((reason == Errc::idle_timeout || reason == Errc::input_too_large) &&
+      limits_.protocol != nullptr && buffered() == 0) {
+    say_last_words(reason);
+  }
   close_socket();
   timers_.reset();  // no timer fires after on_close
   session_ = nullptr;
@@ -437,6 +441,19 @@ TimerId BlockingConnection::start_timer(std::chrono::milliseconds delay,
 bool BlockingConnection::cancel_timer(TimerId id) {
   if (std::this_thread::get_id() != owner_id() || !timers_) return false;
   return timers_->cancel(id);
+}
+
+void BlockingConnection::say_last_words(std::error_code reason) {
+  try {
+    const std::string words = limits_.protocol->last_words(reason);
+    if (words.empty()) return;
+    std::lock_guard lock(mutex_);
+    if (!socket_) return;
+    counters_.writes.fetch_add(1, std::memory_order_relaxed);
+    [[maybe_unused]] ssize_t n =
+        ::send(socket_.get(), words.data(), words.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  } catch (...) {  // a throwing last_words loses its words, not the connection's close
+  }
 }
 
 void BlockingConnection::run_timers(Clock::time_point now) {

@@ -42,6 +42,7 @@ struct BlockingLimits {
   std::size_t max_input = 1u << 20;                // Protocol::max_input()
   std::chrono::milliseconds idle_timeout{0};       // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
+  const Protocol* protocol = nullptr;  // its last_words go to a peer dropped as idle / over input
 };
 
 // Byte totals shared by the connections of one server; updated as bytes move.
@@ -115,6 +116,7 @@ class BlockingConnection final : public Peer {
   template <class F>
   bool guarded(F&& call);
   void run_timers(Clock::time_point now);
+  void say_last_words(std::error_code reason);
   void read_once(Session& session);
   void present(Session& session, std::span<const std::byte> bytes, bool from_input);
   void flush();

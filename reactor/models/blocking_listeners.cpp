@@ -125,4 +125,11 @@ void BlockingListeners::close_in_child() noexcept {
   reserve_.reset();
 }
 
+void BlockingListeners::pause_all(std::chrono::milliseconds pause) {
+  const auto until = Clock::now() + pause;
+  for (auto& listener : listeners_) {
+    if (listener.paused_until < until) listener.paused_until = until;
+  }
+}
+
 }  // namespace reactor

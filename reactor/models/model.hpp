@@ -33,6 +33,7 @@ struct ServerStats {
   std::uint64_t datagrams_out = 0;
   std::uint64_t datagrams_too_large = 0;
   std::uint64_t read_pauses = 0;  // backpressure events (epoll model)
+  std::uint64_t writes = 0;       // output syscalls on stream connections (send, sendfile)
 };
 
 class Model {
