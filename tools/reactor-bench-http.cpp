@@ -33,6 +33,7 @@
 
 #include "bench_process.hpp"
 #include "bench_table.hpp"
+#include "cli.hpp"
 
 namespace {
 
@@ -49,9 +50,10 @@ struct Options {
 };
 
 void usage(FILE* to) {
-  std::fprintf(to,
-               "usage: reactor-bench-http [--out DIR] [--server PATH] [--nginx PATH] "
-               "[--rounds N] [--seconds S] [--connections N] [--big-mib N] [--quick]\n");
+  std::fprintf(
+      to,
+      "usage: reactor-bench-http [--out DIR] [--server PATH] [--nginx PATH] "
+      "[--rounds N] [--seconds S] [--connections N] [--big-mib N] [--quick] [--version]\n");
 }
 
 [[noreturn]] void bad_args(const std::string& why) {
@@ -358,8 +360,18 @@ std::string chart_svg(const std::vector<std::string>& metrics, const std::vector
 
 int main(int argc, char** argv) {
   Options o;
+  const std::vector<std::string_view> all_args(argv + 1, argv + argc);
+  if (reactor::tools::wants_version(all_args)) {
+    std::printf("reactor-bench-http %.*s\n", static_cast<int>(reactor::tools::kVersion.size()),
+                reactor::tools::kVersion.data());
+    return 0;
+  }
+  reactor::tools::SeenOptions seen;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg.starts_with("--") && arg != "--quick" && arg != "--help" && !seen.first_time(argv[i])) {
+      bad_args(reactor::tools::given_twice(arg));
+    }
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) bad_args(arg + " needs a value");
       return argv[++i];
@@ -395,7 +407,7 @@ int main(int argc, char** argv) {
       usage(stdout);
       return 0;
     } else {
-      bad_args("unknown option " + arg);
+      bad_args(reactor::tools::unknown_option(arg));
     }
   }
   if (o.server.empty()) o.server = bench::self_dir() + "/reactor-server";
