@@ -2,6 +2,7 @@
 # The main job: sets up, builds (release) and runs the model comparison benchmark
 # (epoll vs fork vs thread vs reuseport vs a textbook epoll echo server, same echo protocol).
 # Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
+# --suite http runs tools/reactor-bench-http instead: reactor http vs nginx (docs/http.md).
 # Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,8 @@ if [ ! -f build-release/build.ninja ]; then
   meson setup build-release -Dbuildtype=release -Dtests=false >/dev/null
 fi
 ninja -C build-release >/dev/null
+# The http suite (reactor http vs nginx: wrk req/s, curl GB/s) has its own small driver.
+if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "http" ]; then
+  exec build-release/tools/reactor-bench-http "${@:3}"
+fi
 exec build-release/tools/reactor-bench "$@"

@@ -18,13 +18,14 @@ for tool in redis-server redis-cli redis-benchmark nginx wrk ab curl haproxy chr
 done
 python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 [ -f /usr/include/hiredis/hiredis.h ] || need+=(libhiredis-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing build dependencies (missing: ${need[*]})"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq meson ninja-build g++ pkg-config python3 \
     libbenchmark-dev doctest-dev clang libclang-rt-14-dev iproute2 strace curl \
     redis-server redis-tools python3-redis nginx-light wrk apache2-utils haproxy libhiredis-dev \
-    chromium fonts-dejavu-core >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
+    chromium fonts-dejavu-core zlib1g-dev >/dev/null || { echo "apt-get failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)

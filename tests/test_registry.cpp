@@ -10,11 +10,11 @@
 using reactor::protocols::ProtocolEntry;
 using reactor::protocols::Registry;
 
-TEST_CASE("the built-ins are echo and chat, listed with what they need") {
+TEST_CASE("the built-ins are echo, chat and http, listed with what they need") {
   Registry registry;
   std::vector<std::string> names;
   for (const ProtocolEntry& entry : registry.list()) names.emplace_back(entry.info.name);
-  CHECK(names == std::vector<std::string>{"echo", "chat"});
+  CHECK(names == std::vector<std::string>{"echo", "chat", "http"});
   CHECK(registry.list().size() == reactor::protocols::builtin_protocols().size());
 
   const ProtocolEntry* chat = registry.find("chat");
