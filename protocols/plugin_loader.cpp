@@ -75,6 +75,9 @@ class PluginProtocol final : public Protocol {
   std::unique_ptr<Session> open(Hub& hub) override { return inner_->open(hub); }
   std::size_t max_outbox() const override { return inner_->max_outbox(); }
   std::size_t max_input() const override { return inner_->max_input(); }
+  std::string last_words(std::error_code reason) const override {
+    return inner_->last_words(reason);
+  }
 
  private:
   const PluginInfo& plugin_;

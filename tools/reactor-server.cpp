@@ -15,6 +15,7 @@
 #include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 #include "server_args.hpp"
+#include "server_hub.hpp"
 #include "server_models.hpp"
 
 namespace {
@@ -93,6 +94,9 @@ int main(int argc, char** argv) {
     addresses.push_back(*address);
   }
 
+  if (!args->hub.empty() && !reactor::tools::check_hub_url(args->hub, error)) {
+    return fail(2, error);
+  }
   auto protocol = entry->create(args->protocol_args, error);
   if (!protocol) return fail(2, "--protocol " + args->protocol + ": " + error);
 
@@ -103,13 +107,17 @@ int main(int argc, char** argv) {
   if (auto ec = reactor::block_signals({REACTOR_STOP_SIGNALS})) {
     return fail(1, reactor::describe("block signals", ec));
   }
+  reactor::set_log_level(args->log_level);
   reactor::ModelOptions options;
   options.idle_timeout = args->idle_timeout;
   options.max_connections = args->max_connections;
   options.shutdown_grace = args->shutdown_grace;
   options.workers = args->workers;
   options.announce_stop = true;
-  auto model = reactor::tools::make_model(args->model, *protocol, options);
+  auto model = args->hub.empty() ? reactor::tools::make_model(args->model, *protocol, options)
+                                 : reactor::tools::make_hub_model(args->model, args->hub, *protocol,
+                                                                  options, error);
+  if (!model && !args->hub.empty()) return fail(1, error);
   if (!model) return fail(1, "cannot start the " + args->model + " model");
 
   for (std::size_t i = 0; i < addresses.size(); ++i) {
@@ -123,12 +131,12 @@ int main(int argc, char** argv) {
   auto s = model->stats();
   std::printf(
       "summary: connections=%llu bytes_in=%llu bytes_out=%llu failed=%llu rejected=%llu "
-      "shed=%llu datagrams_in=%llu datagrams_out=%llu\n",
+      "shed=%llu datagrams_in=%llu datagrams_out=%llu writes=%llu\n",
       static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.bytes_in),
       static_cast<unsigned long long>(s.bytes_out), static_cast<unsigned long long>(s.failed),
       static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.shed),
       static_cast<unsigned long long>(s.datagrams_in),
-      static_cast<unsigned long long>(s.datagrams_out));
+      static_cast<unsigned long long>(s.datagrams_out), static_cast<unsigned long long>(s.writes));
   std::fflush(stdout);
   model.reset();  // before the protocol it drives
   return 0;

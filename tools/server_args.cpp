@@ -23,12 +23,16 @@ const char* const kServerUsage =
     "  --model MODEL          epoll (default), fork, thread or reuseport\n"
     "  --workers N            reuseport: number of loops (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
+    "  --hub redis://HOST:PORT[?ttl=SECONDS]  share chat rooms and nicks with every server on\n"
+    "                         that Redis (epoll and reuseport; exit 1 if Redis is unreachable)\n"
     "  --idle-timeout SECONDS close connections silent for this long; 0 means never (the\n"
     "                         default); in milliseconds: 0.0001 is refused, not rounded to 0\n"
     "  --max-connections N    refuse connections beyond N, 1 to 100000000 (default: no limit;\n"
     "                         0 is refused)\n"
     "  --shutdown-grace SECONDS  time to flush on shutdown, 0 = none (default 5); in\n"
     "                         milliseconds, like --idle-timeout\n"
+    "  --log-level LEVEL      error, warn (default), info (also drops and refusals, with the\n"
+    "                         peer's address) or debug; messages go to stderr\n"
     "  --list-protocols       list the protocols (built-in and from --plugin) and exit\n"
     "  --help                 show this help and exit\n"
     "  --version              print the version and exit\n"
@@ -117,6 +121,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       if (!take()) return std::nullopt;
       if (value.empty()) return bad("empty path");
       args.plugins.emplace_back(value);
+    } else if (flag == "--hub") {
+      if (!take()) return std::nullopt;
+      if (!value.starts_with("redis://")) return bad("expected redis://HOST:PORT");
+      args.hub = value;
     } else if (flag == "--model") {
       if (!take()) return std::nullopt;
       if (value != "epoll" && value != "fork" && value != "thread" && value != "reuseport") {
@@ -137,6 +145,11 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       if (!take()) return std::nullopt;
       if (!parse_seconds(value, args.shutdown_grace)) {
         return bad("expected seconds, 0 (none) or from 0.001");
+      }
+    } else if (flag == "--log-level") {
+      if (!take()) return std::nullopt;
+      if (!parse_log_level(value, args.log_level)) {
+        return bad("expected error, warn, info or debug");
       }
     } else if (flag == "--max-connections") {
       if (!take()) return std::nullopt;
@@ -160,6 +173,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
   }
   if (args.workers != 0 && args.model != "reuseport") {
     error = "--workers applies to --model reuseport only";
+    return std::nullopt;
+  }
+  if (!args.hub.empty() && args.model != "epoll" && args.model != "reuseport") {
+    error = "--hub runs on --model epoll or reuseport only (not " + args.model + ")";
     return std::nullopt;
   }
   return args;

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "reactor/log.hpp"
+
 namespace reactor::tools {
 
 struct ServerArgs {
@@ -14,11 +16,13 @@ struct ServerArgs {
   std::string protocol_args;
   std::vector<std::string> listen;
   std::vector<std::string> plugins;
+  std::string hub;  // redis://HOST:PORT: rooms and names shared through Redis; empty: local
   std::string model = "epoll";
   std::chrono::milliseconds idle_timeout{0};
   std::size_t max_connections = 0;
   unsigned workers = 0;
   std::chrono::milliseconds shutdown_grace{5000};
+  LogLevel log_level = LogLevel::warn;
   bool list_protocols = false;
   bool help = false;
 };

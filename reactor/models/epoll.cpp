@@ -1,6 +1,7 @@
 #include "reactor/models/epoll.hpp"
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
@@ -34,6 +35,7 @@ EpollServer::EpollServer(Loop& loop, Protocol& protocol, const ServerOptions& op
   connection_options_.max_outbox = protocol.max_outbox();
   connection_options_.max_input = protocol.max_input();
   connection_options_.hub = hub_;
+  connection_options_.protocol = &protocol;
   ignore_sigpipe();
 }
 
@@ -77,6 +79,7 @@ void EpollServer::accept(Fd fd, Transport transport) {
   if (shutting_down_ ||
       (options_.max_connections != 0 && connections_.size() >= options_.max_connections)) {
     ++rejected_;
+    if (!shutting_down_) refuse_connection(fd.get(), transport, protocol_);
     return;  // fd closes here: the client sees the connection closed at once
   }
   std::unique_ptr<Session> session;
@@ -129,6 +132,7 @@ ServerStats EpollServer::stats() const {
   s.failed = c.failed;
   s.bytes_in = c.bytes_in;
   s.bytes_out = c.bytes_out;
+  s.writes = c.writes;
   s.read_pauses = c.read_pauses;
   s.live = connections_.size();
   s.rejected = rejected_;
@@ -150,10 +154,12 @@ namespace {
 
 class EpollModel final : public Model {
  public:
-  EpollModel(std::unique_ptr<Loop> loop, Protocol& protocol, const ModelOptions& options)
-      : loop_(std::move(loop)),
+  EpollModel(std::unique_ptr<Loop> owned, Loop& loop, Protocol& protocol,
+             const ModelOptions& options, Hub* hub)
+      : owned_loop_(std::move(owned)),
+        loop_(&loop),
         options_(options),
-        server_(*loop_, protocol, server_options(options)) {}
+        server_(*loop_, protocol, server_options(options), hub) {}
 
   Result<Address> listen(const Address& address) override { return server_.listen(address); }
 
@@ -163,9 +169,9 @@ class EpollModel final : public Model {
       static_cast<EpollModel*>(self)->on_stop_signal(signo);
     };
     if (auto ec = loop_->handle_signals({REACTOR_STOP_SIGNALS}, on_signal, this)) return ec;
-    loop_->run();
+    auto failure = loop_->run();
     final_stats_ = server_.stats();
-    return {};
+    return failure;
   }
 
   void request_stop() override {
@@ -201,7 +207,8 @@ class EpollModel final : public Model {
     server_.shutdown(options_.shutdown_grace, [this] { loop_->stop(); });
   }
 
-  std::unique_ptr<Loop> loop_;
+  std::unique_ptr<Loop> owned_loop_;  // null when the caller owns the loop
+  Loop* loop_;
   ModelOptions options_;
   EpollServer server_;
   ServerStats final_stats_;
@@ -213,7 +220,13 @@ class EpollModel final : public Model {
 std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& options) {
   auto loop = Loop::create();
   if (!loop) return nullptr;
-  return std::make_unique<EpollModel>(std::move(*loop), protocol, options);
+  Loop& borrowed = **loop;
+  return std::make_unique<EpollModel>(std::move(*loop), borrowed, protocol, options, nullptr);
+}
+
+std::unique_ptr<Model> make_epoll_model(Loop& loop, Protocol& protocol, const ModelOptions& options,
+                                        Hub* hub) {
+  return std::make_unique<EpollModel>(nullptr, loop, protocol, options, hub);
 }
 
 }  // namespace reactor

@@ -182,6 +182,13 @@ void RelayClient::leave(std::string_view room, Peer&) {
   call(RelayType::leave, message_);
 }
 
+void RelayClient::set_farewell(std::string_view room, std::span<const std::byte> bytes, Peer&) {
+  Writer w(message_);
+  w.str(room);
+  w.rest(bytes);
+  send_message(RelayType::farewell, message_);
+}
+
 void RelayClient::publish(std::string_view room, std::span<const std::byte> bytes,
                           const Peer* except) {
   Writer w(message_);
@@ -253,6 +260,7 @@ void RelayClient::report(const ChildReport& report) {
   Writer w(message_);
   w.u64(report.bytes_in);
   w.u64(report.bytes_out);
+  w.u64(report.writes);
   w.u8(report.outcome);
   send_message(RelayType::report, message_);
 }
@@ -380,6 +388,15 @@ void RelayMember::handle(LocalHub& hub, RelayType type, std::span<const std::byt
       if (r.ok()) hub.publish(room, bytes, except_self ? this : nullptr);
       break;
     }
+    case RelayType::farewell: {
+      auto room = r.str();
+      auto bytes = r.rest();
+      if (r.ok()) {
+        farewell_room_.assign(bytes.empty() ? std::string_view() : room);
+        farewell_bytes_.assign(bytes.begin(), bytes.end());
+      }
+      break;
+    }
     case RelayType::claim_name: {
       auto name = r.str();
       bool ok = r.ok() && hub.claim_name(name, *this);
@@ -429,6 +446,7 @@ void RelayMember::handle(LocalHub& hub, RelayType type, std::span<const std::byt
       ChildReport report;
       report.bytes_in = r.u64();
       report.bytes_out = r.u64();
+      report.writes = r.u64();
       auto outcome = r.u8();
       if (r.ok() && outcome <= ChildReport::rejected) {
         report.outcome = static_cast<ChildReport::Outcome>(outcome);
