@@ -136,8 +136,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(s.bytes_out), static_cast<unsigned long long>(s.failed),
       static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.shed),
       static_cast<unsigned long long>(s.datagrams_in),
-      static_cast<unsigned long long>(s.datagrams_out),
-      static_cast<unsigned long long>(s.writes));
+      static_cast<unsigned long long>(s.datagrams_out), static_cast<unsigned long long>(s.writes));
   std::fflush(stdout);
   model.reset();  // before the protocol it drives
   return 0;
