@@ -4,6 +4,7 @@
 
 #include "protocols/chat.hpp"
 #include "protocols/echo.hpp"
+#include "protocols/resp/protocol.hpp"
 
 namespace reactor::protocols {
 namespace {
@@ -16,6 +17,7 @@ std::unique_ptr<Protocol> builtin(const void*, std::string_view args, std::strin
 constexpr ProtocolEntry kBuiltins[] = {
     {kEchoInfo, &builtin<make_echo>},
     {kChatInfo, &builtin<make_chat>},
+    {kRespInfo, &builtin<make_resp>},
 };
 
 }  // namespace
