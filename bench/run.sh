@@ -2,6 +2,7 @@
 # The main job: sets up, builds (release) and runs the model comparison benchmark
 # (epoll vs fork vs thread vs reuseport vs a textbook epoll echo server, same echo protocol).
 # Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
+# --suite resp runs tools/resp-bench.sh instead: reactor resp vs redis-server (redis-benchmark).
 # Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,8 @@ if [ ! -f build-release/build.ninja ]; then
   meson setup build-release -Dbuildtype=release -Dtests=false >/dev/null
 fi
 ninja -C build-release >/dev/null
+# The resp suite (redis-benchmark vs redis-server) has its own small driver.
+if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "resp" ]; then
+  exec bash tools/resp-bench.sh --server build-release/tools/reactor-server "${@:3}"
+fi
 exec build-release/tools/reactor-bench "$@"
