@@ -1,5 +1,6 @@
 #include "protocols/resp/parser.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -140,10 +141,10 @@ ParseResult RequestParser::parse_inline(std::string_view input) {
   std::string_view line = input.substr(0, newline);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   scratch_.clear();
-  std::vector<std::size_t> ends;
-  if (!split_inline(line, scratch_, ends)) return {ParseStatus::error, 0, kUnbalanced};
+  ends_.clear();
+  if (!split_inline(line, scratch_, ends_)) return {ParseStatus::error, 0, kUnbalanced};
   std::size_t start = 0;
-  for (const std::size_t end : ends) {
+  for (const std::size_t end : ends_) {
     args_.emplace_back(scratch_.data() + start, end - start);
     start = end;
   }
@@ -185,7 +186,8 @@ ParseResult RequestParser::parse_multibulk(std::string_view input) {
     return {ParseStatus::error, 0, kBadCount};
   }
   if (count <= 0) return {ParseStatus::complete, pos, {}};
-  args_.reserve(static_cast<std::size_t>(count));
+  // Grows as arguments arrive: a 10-byte "*1048576" header must not cost 16 MiB up front.
+  args_.reserve(std::min<std::size_t>(static_cast<std::size_t>(count), 1024));
   for (std::int64_t i = 0; i < count; ++i) {
     if (pos >= input.size()) {
       args_.clear();

@@ -46,6 +46,7 @@ class RequestParser {
   ParserLimits limits_;
   std::vector<std::string_view> args_;
   std::string scratch_;  // unescaped inline arguments
+  std::vector<std::size_t> ends_;  // where each inline argument ends in scratch_
   std::string error_;    // "expected '$', got 'x'" names the byte
 };
 
