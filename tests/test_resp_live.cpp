@@ -215,6 +215,19 @@ TEST_CASE("the fork model refuses resp: its store needs shared memory") {
   CHECK(p.out().empty());
 }
 
+TEST_CASE("the fork model refuses any plugin that shares memory, the same way") {
+  auto p = test::run_to_exit(kServer, {"--plugin", SHARED_PLUGIN_PATH, "--protocol", "shared",
+                                       "--model", "fork", "--listen", "tcp://127.0.0.1:0"});
+  CHECK(p.exit_code() == 2);
+  CHECK(p.err() ==
+        "reactor-server: protocol shared needs shared memory: not available under --model fork\n");
+  // Under the other models it serves.
+  auto server = test::start_server(kServer, {"--plugin", SHARED_PLUGIN_PATH, "--protocol", "shared",
+                                             "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server.has_value());
+  test::stop_server(*server);
+}
+
 TEST_CASE("resp rejects bad --args with one line and exit 2") {
   auto p = test::run_to_exit(
       kServer, {"--protocol", "resp", "--args", "maxmemory=lots", "--listen", "tcp://127.0.0.1:0"});
