@@ -22,7 +22,7 @@ struct Command {
   void (*run)(CommandContext&, Args);
 };
 
-// Sorted by name for binary search.
+// Sorted by name (COMMAND COUNT and docs read it in order).
 constexpr Command kCommands[] = {
     {"append", 3, kDenyOom, &handlers::append},
     {"client", -2, kNone, &handlers::client},
@@ -68,17 +68,20 @@ constexpr bool sorted() {
 }
 static_assert(sorted(), "kCommands must be sorted by name");
 
+// Case-insensitive; a length and first-letter filter leaves about one full comparison.
 const Command* lookup(std::string_view name) {
-  char lower[16];
-  if (name.size() > sizeof lower) return nullptr;
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  if (name.empty()) return nullptr;
+  const char first = (name[0] >= 'A' && name[0] <= 'Z') ? static_cast<char>(name[0] + 32) : name[0];
+  for (const Command& c : kCommands) {
+    if (c.name.size() != name.size() || c.name[0] != first) continue;
+    std::size_t i = 1;
+    for (; i < name.size(); ++i) {
+      const char x = name[i];
+      if (((x >= 'A' && x <= 'Z') ? static_cast<char>(x + 32) : x) != c.name[i]) break;
+    }
+    if (i == name.size()) return &c;
   }
-  const std::string_view key(lower, name.size());
-  const auto it = std::lower_bound(std::begin(kCommands), std::end(kCommands), key,
-                                   [](const Command& c, std::string_view k) { return c.name < k; });
-  return it != std::end(kCommands) && it->name == key ? &*it : nullptr;
+  return nullptr;
 }
 
 // Redis: "unknown command 'FOO', with args beginning with: 'a' 'b' " (each arg quoted and
