@@ -12,7 +12,8 @@ constexpr std::size_t kMaxMaxLine = 65536;
 constexpr std::string_view kGreeting =
     "* welcome to reactor chat; choose a nick with /nick NAME (/help lists commands)\n";
 constexpr std::string_view kHelp =
-    "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit\n";
+    "OK commands: /nick NAME, /join ROOM, /rooms, /who, /msg NICK TEXT, /help, /quit; "
+    "//TEXT says /TEXT\n";
 constexpr std::string_view kNeedNick = "ERR set a nick first: /nick NAME\n";
 
 bool is_blank(char c) noexcept {
@@ -41,6 +42,60 @@ bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
     if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;
+}
+
+// The Hub key of a nick or room: names compare ignoring ASCII case, so "Alice" and "alice" are
+// one nick and "Dev" and "dev" one room; the user's own spelling is what others see.
+std::string key_of(std::string_view name) {
+  std::string key(name);
+  for (char& c : key) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return key;
+}
+
+// Telnet commands: IAC (0xFF) then a command byte; WILL/WONT/DO/DONT take an option byte, SB
+// runs to IAC SE. They are the client program's protocol, not text (0xFF is never UTF-8).
+constexpr unsigned char kIac = 0xff;
+constexpr unsigned char kSe = 0xf0;
+constexpr unsigned char kSb = 0xfa;
+constexpr unsigned char kWill = 0xfb;
+constexpr unsigned char kFirstCommand = 0xf0;
+
+// `line` without its telnet commands and stray IAC bytes, built in `out`.
+std::string_view strip_telnet(std::string_view line, std::string& out) {
+  out.clear();
+  std::size_t i = 0;
+  while (i < line.size()) {
+    if (static_cast<unsigned char>(line[i]) != kIac) {
+      out += line[i++];
+      continue;
+    }
+    if (i + 1 == line.size()) break;  // IAC at the end: dropped
+    const auto command = static_cast<unsigned char>(line[i + 1]);
+    if (command >= kWill && command != kIac) {
+      i += 3;  // WILL, WONT, DO, DONT and their option
+    } else if (command == kSb) {
+      constexpr char kEnd[] = {static_cast<char>(kIac), static_cast<char>(kSe)};
+      const std::size_t end = line.find(std::string_view(kEnd, 2), i + 2);
+      i = end == std::string_view::npos ? line.size() : end + 2;
+    } else if (command >= kFirstCommand) {
+      i += 2;  // a two-byte command (IP, AYT, ...) or IAC IAC
+    } else {
+      i += 1;  // a stray IAC before text
+    }
+  }
+  return out;
+}
+
+// C0 controls other than TAB, and DEL: what would let a line move the cursor, erase, ring or
+// forge output on other users' terminals.
+bool has_control(std::string_view line) noexcept {
+  for (const char c : line) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b < 0x20 && b != '\t') || b == 0x7f) return true;
+  }
+  return false;
 }
 
 void append_number(std::string& out, std::size_t n) {
@@ -73,7 +128,7 @@ bool parse_chat_config(std::string_view args, ChatConfig& config, std::string& e
         equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
     if (key == "lobby") {
       if (!is_valid_chat_name(value)) {
-        error = "chat: lobby=ROOM needs 1 to 32 of A-Z a-z 0-9 _ -";
+        error = "lobby=ROOM needs 1 to 32 of A-Z a-z 0-9 _ -";
         return false;
       }
       config.lobby = value;
@@ -82,12 +137,12 @@ bool parse_chat_config(std::string_view args, ChatConfig& config, std::string& e
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec != std::errc{} || end != value.data() + value.size() || n < kMinMaxLine ||
           n > kMaxMaxLine) {
-        error = "chat: max-line=BYTES needs a number from 64 to 65536";
+        error = "max-line=BYTES needs a number from 64 to 65536";
         return false;
       }
       config.max_line = n;
     } else {
-      error = "chat: unknown option '";
+      error = "unknown option '";
       error += key;
       error += "' (known: lobby=ROOM, max-line=BYTES)";
       return false;
@@ -132,15 +187,23 @@ void ChatSession::on_close(std::error_code reason) {
   if (!room_.empty()) {
     const std::string_view why =
         reason == make_error_code(Errc::too_slow) ? " dropped (too slow)" : " left";
-    hub_.publish(room_, compose({"* ", nick_, why}), nullptr);
+    hub_.publish(room_key_, compose({"* ", nick_, why}), nullptr);
   }
   peer_ = nullptr;
 }
 
 void ChatSession::handle_line(Peer& peer, std::string_view line) {
+  if (line.find(static_cast<char>(kIac)) != std::string_view::npos) {
+    line = strip_telnet(line, line_);
+  }
   if (line.empty()) return;
+  if (has_control(line)) return peer.send("ERR control characters are not allowed (TAB is)\n");
   if (line.front() != '/') {
     say(peer, line);
+    return;
+  }
+  if (line.starts_with("//")) {  // the escape for text that starts with '/'
+    say(peer, line.substr(1));
     return;
   }
   const auto [command, args] = split_word(line.substr(1));
@@ -180,17 +243,19 @@ void ChatSession::set_nick(Peer& peer, std::string_view name) {
     return peer.send("ERR invalid nick: use 1 to 32 of A-Z a-z 0-9 _ -\n");
   }
   if (name == nick_) return send_line(peer, {"OK nick ", name});
-  if (!hub_.claim_name(name, peer)) return send_line(peer, {"ERR nick taken: ", name});
+  // The same key (a new spelling of one's own nick) is claimed again, which succeeds.
+  if (!hub_.claim_name(key_of(name), peer)) return send_line(peer, {"ERR nick taken: ", name});
 
   if (nick_.empty()) {
     nick_ = name;
     room_ = lobby_;
-    hub_.join(room_, peer);
-    hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+    room_key_ = key_of(room_);
+    hub_.join(room_key_, peer);
+    hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
     send_line(peer, {"OK nick ", nick_, ", joined ", room_});
     return;
   }
-  hub_.publish(room_, compose({"* ", nick_, " is now ", name}), &peer);
+  hub_.publish(room_key_, compose({"* ", nick_, " is now ", name}), &peer);
   nick_ = name;
   send_line(peer, {"OK nick ", nick_});
 }
@@ -200,12 +265,13 @@ void ChatSession::join(Peer& peer, std::string_view room) {
   if (!is_valid_chat_name(room)) {
     return peer.send("ERR invalid room: use 1 to 32 of A-Z a-z 0-9 _ -\n");
   }
-  if (room == room_) return send_line(peer, {"OK joined ", room});
-  hub_.leave(room_, peer);
-  hub_.publish(room_, compose({"* ", nick_, " left"}), nullptr);
+  if (key_of(room) == room_key_) return send_line(peer, {"OK joined ", room});
+  hub_.leave(room_key_, peer);
+  hub_.publish(room_key_, compose({"* ", nick_, " left"}), nullptr);
   room_ = room;
-  hub_.join(room_, peer);
-  hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+  room_key_ = key_of(room);
+  hub_.join(room_key_, peer);
+  hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
   send_line(peer, {"OK joined ", room_});
 }
 
@@ -213,7 +279,7 @@ void ChatSession::list_rooms(Peer& peer) {
   const std::vector<RoomInfo> rooms = hub_.rooms();
   out_.assign("OK ");
   append_number(out_, rooms.size());
-  out_ += " rooms";
+  out_ += rooms.size() == 1 ? " room" : " rooms";
   for (std::size_t i = 0; i < rooms.size(); ++i) {
     out_ += i == 0 ? ": " : " ";
     out_ += rooms[i].name;
@@ -226,7 +292,7 @@ void ChatSession::list_rooms(Peer& peer) {
 }
 
 void ChatSession::list_members(Peer& peer) {
-  const std::vector<std::string> names = hub_.members(room_);
+  const std::vector<std::string> names = hub_.members(room_key_);
   out_.assign("OK ");
   append_number(out_, names.size());
   out_ += " in ";
@@ -243,7 +309,7 @@ void ChatSession::send_private(Peer& peer, std::string_view args) {
   const auto [target, text] = split_word(args);
   if (target.empty() || text.empty()) return peer.send("ERR usage: /msg NICK TEXT\n");
   if (!is_valid_chat_name(target) ||
-      !hub_.send_to(target, compose({"[private] ", nick_, ": ", text}))) {
+      !hub_.send_to(key_of(target), compose({"[private] ", nick_, ": ", text}))) {
     return peer.send("ERR no such nick\n");
   }
   send_line(peer, {"OK sent to ", target});
@@ -251,7 +317,7 @@ void ChatSession::send_private(Peer& peer, std::string_view args) {
 
 void ChatSession::say(Peer& peer, std::string_view text) {
   if (nick_.empty()) return peer.send(kNeedNick);
-  hub_.publish(room_, compose({nick_, ": ", text}), &peer);
+  hub_.publish(room_key_, compose({nick_, ": ", text}), &peer);
 }
 
 void ChatSession::send_line(Peer& peer, std::initializer_list<std::string_view> parts) {

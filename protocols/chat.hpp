@@ -3,8 +3,11 @@
 // under every concurrency model, fork included.
 //
 // Wire format. Clients end lines in "\n" or "\r\n"; the server ends every line in "\n". Bytes
-// are bytes: no encoding is checked. Lines over max-line bytes (4096) are answered with
-// "ERR line too long" and dropped up to their "\n"; the connection stays usable.
+// are bytes: no encoding is checked, but telnet commands (IAC ...) and stray IAC bytes are
+// removed from every line, and a line with a control character (C0 other than TAB, or DEL) is
+// refused with "ERR control characters are not allowed", so no line can erase, move the cursor
+// or forge server output on other users' terminals. Lines over max-line bytes (4096) are
+// answered with "ERR line too long" and dropped up to their "\n"; the connection stays usable.
 //
 // What the server sends, by first characters:
 //   OK ...            the reply to a command; every command line gets exactly one reply
@@ -19,12 +22,16 @@
 //   /nick NAME      OK nick NAME, joined lobby   (first nick; you enter the lobby)
 //                   OK nick NAME                 (renamed; your room sees "* OLD is now NEW")
 //   /join ROOM      OK joined ROOM               (old room sees "* NAME left", new "* NAME joined")
-//   /rooms          OK 2 rooms: dev(1) lobby(3)  (rooms with members, sorted, member count)
+//   /rooms          OK 2 rooms: dev(1) lobby(3)  (rooms with members, sorted, member count;
+//                   "OK 1 room: lobby(3)", "OK 0 rooms")
 //   /who            OK 3 in lobby: alice bob carol  (nicks in your room, sorted)
 //   /msg NICK TEXT  OK sent to NICK              (NICK receives "[private] YOU: TEXT")
 //   /help           OK commands: ...
 //   /quit           OK bye                       (then the server closes the connection)
-// NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -. Any other line starting with '/' gets
+// NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -, compared ignoring case ("Alice" and "alice" are
+// one nick, "Dev" and "dev" one room). A line starting with "//" is text: "//etc/hosts" says
+// "/etc/hosts" to the room. Lines you see carry each user's own spelling; /who and
+// /rooms list names folded to lower case (the Hub's keys). Any other line starting with '/' gets
 // "ERR unknown command ..."; other non-empty lines go to the rest of your room; empty lines are
 // ignored. Everything except /nick, /rooms, /help and /quit needs a nick first.
 //
@@ -83,9 +90,11 @@ class ChatSession final : public Session {
   std::string lobby_;
   LineSplitter lines_;
   Peer* peer_ = nullptr;  // from on_open; after on_close starts, only a key for the Hub
-  std::string nick_;      // empty until /nick succeeds
-  std::string room_;      // empty until the first nick
+  std::string nick_;      // empty until /nick succeeds; the Hub holds it folded to lower case
+  std::string room_;      // empty until the first nick; as the user spelled it
+  std::string room_key_;  // room_ folded to lower case: the Hub's key
   std::string out_;       // reused for every line we send
+  std::string line_;      // an input line without its telnet commands
   bool quitting_ = false;
 };
 

@@ -21,6 +21,7 @@ enum class PluginErrc {
   abi_mismatch,         // built against another kPluginAbiVersion
   bad_plugin_info,      // null info, invalid name, or missing create/destroy
   name_taken,           // a built-in or an earlier plugin already has the name
+  truncated,            // ELF, but its headers or loadable segments run past the end of the file
 };
 
 const std::error_category& plugin_category() noexcept;

@@ -54,7 +54,7 @@ std::unique_ptr<Protocol> Registry::create(std::string_view name, std::string_vi
   }
   std::unique_ptr<Protocol> protocol = entry->create(args, error);
   if (protocol == nullptr && error.empty()) {
-    error = std::string(name) + ": could not create the protocol";
+    error = "could not create the protocol";
   }
   return protocol;
 }

@@ -14,7 +14,8 @@
 namespace reactor::protocols {
 
 // Makes a configured Protocol from an args string (may be empty), or returns null and says why
-// in `error`. `context` is the entry's own: a plugin's PluginInfo, null for built-ins.
+// in `error`, without naming the protocol (the caller adds "--protocol NAME: " once). `context` is
+// the entry's own: a plugin's PluginInfo, null for built-ins.
 using ProtocolFactory = std::unique_ptr<Protocol> (*)(const void* context, std::string_view args,
                                                       std::string& error);
 

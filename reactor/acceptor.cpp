@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -75,7 +76,7 @@ void Acceptor::on_events(std::uint32_t) {
         continue;
       default:
         // ENOBUFS, ENOMEM and friends: back off rather than spin.
-        std::fprintf(stderr, "reactor: accept: %s; pausing the listener briefly\n",
+        log(LogLevel::warn, "accept: %s; pausing the listener briefly",
                      std::strerror(errno));
         pause_briefly();
         return;
@@ -88,10 +89,8 @@ void Acceptor::on_events(std::uint32_t) {
 void Acceptor::shed_one() {
   ++stats_.fd_exhaustion;
   if (!in_exhaustion_burst_) {
-    std::fprintf(stderr,
-                 "reactor: out of file descriptors (%s); shedding new connections until some "
-                 "close\n",
-                 std::strerror(errno));
+    log(LogLevel::warn, "out of file descriptors (%s); shedding new connections until some close",
+        std::strerror(errno));
     in_exhaustion_burst_ = true;
   }
   reserve_.reset();

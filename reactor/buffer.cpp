@@ -103,9 +103,9 @@ ssize_t Buffer::read_from(int fd) {
   return n;
 }
 
-ssize_t Buffer::write_to(int fd) {
+ssize_t Buffer::write_to(int fd, std::size_t max) {
   if (empty()) return 0;
-  ssize_t n = ::send(fd, data_ + read_, size(), MSG_NOSIGNAL);
+  ssize_t n = ::send(fd, data_ + read_, max < size() ? max : size(), MSG_NOSIGNAL);
   if (n > 0) consume(static_cast<std::size_t>(n));
   return n;
 }

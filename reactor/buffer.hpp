@@ -35,8 +35,8 @@ class Buffer {
   // One readv into the free tail plus a 64 KiB stack spill; what lands in the spill is appended.
   // Returns readv's result (-1 with errno on error, 0 at EOF).
   ssize_t read_from(int fd);
-  // One send (MSG_NOSIGNAL) of the readable bytes; consumes what the kernel took.
-  ssize_t write_to(int fd);
+  // One send (MSG_NOSIGNAL) of the readable bytes (at most `max`); consumes what the kernel took.
+  ssize_t write_to(int fd, std::size_t max = SIZE_MAX);
 
  private:
   bool reserve_tail(std::size_t n);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -21,7 +22,31 @@ constexpr std::chrono::milliseconds kCloseTick{25};
 // Message records in the output buffer: a native-endian u32 length, then the bytes.
 using RecordLength = std::uint32_t;
 
+// Pending output this large is written at once instead of at the end of the iteration.
+constexpr std::size_t kEagerFlush = 64 * 1024;
+
 }  // namespace
+
+template <class F>
+bool Connection::guarded(F&& call) {
+  try {
+    call();
+    return true;
+  } catch (const std::exception& e) {
+    session_threw(e.what());
+  } catch (...) {
+    session_threw("an exception that is not a std::exception");
+  }
+  return false;
+}
+
+void Connection::session_threw(const char* what) {
+  ++owner_.counters_.session_errors;
+  if (log_enabled(LogLevel::warn)) {
+    log(LogLevel::warn, "%s: the protocol handler threw: %s; closing", remote().c_str(), what);
+  }
+  close_now(Errc::session_failed);
+}
 
 Connection::Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<Session> session,
                        const ConnectionOptions& options, ConnectionSet& owner)
@@ -35,8 +60,12 @@ Connection::Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<S
 }
 
 Connection::~Connection() {
+  loop_.cancel_flush(*this);
   if (watch_ != kNoWatch) loop_.unwatch(watch_);
   if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
+  if (session_timers_) {
+    for (TimerId id : *session_timers_) loop_.cancel_timer(id);
+  }
 }
 
 void Connection::start() {
@@ -49,11 +78,7 @@ void Connection::start() {
   watch_ = *id;
   state_ |= kWatchingIn;
   arm_idle_timer();
-  try {
-    session_->on_open(*this);
-  } catch (...) {
-    close_now(Errc::session_failed);
-  }
+  guarded([&] { session_->on_open(*this); });
 }
 
 void Connection::on_events(std::uint32_t events) {
@@ -111,12 +136,7 @@ void Connection::read_stream() {
 void Connection::handle_peer_eof() {
   state_ |= kPeerEof;
   update_interest();
-  try {
-    session_->on_eof(*this);
-  } catch (...) {
-    close_now(Errc::session_failed);
-    return;
-  }
+  if (!guarded([&] { session_->on_eof(*this); })) return;
   if (is_open() && (state_ & kWriteShut)) close_now({});
 }
 
@@ -146,13 +166,8 @@ void Connection::read_message() {
 }
 
 void Connection::deliver(std::span<const std::byte> bytes, bool from_input_buffer) {
-  std::size_t consumed;
-  try {
-    consumed = session_->on_data(*this, bytes);
-  } catch (...) {
-    close_now(Errc::session_failed);
-    return;
-  }
+  std::size_t consumed = 0;
+  if (!guarded([&] { consumed = session_->on_data(*this, bytes); })) return;
   if (!is_open()) return;
   if (state_ & kMessages) return;  // each message is whole: nothing is held over
   if (consumed > bytes.size()) consumed = bytes.size();
@@ -175,44 +190,87 @@ void Connection::send(std::span<const std::byte> bytes) {
       return;
     }
     RecordLength length = static_cast<RecordLength>(bytes.size());
-    if (!output_.append({reinterpret_cast<const std::byte*>(&length), sizeof(length)}) ||
-        !output_.append(bytes)) {
+    if (!output_.bytes().append({reinterpret_cast<const std::byte*>(&length), sizeof(length)}) ||
+        !output_.bytes().append(bytes)) {
       close_now(errno_code(ENOMEM));
       return;
     }
     update_interest();
     return;
   }
-  if (output_.empty()) {
-    ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (!would_block(errno)) {
-        close_now(last_errno());
-        return;
-      }
-      n = 0;
-    }
-    if (n > 0) {
-      owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
-      note_activity();
-    }
-    bytes = bytes.subspan(static_cast<std::size_t>(n));
-    if (bytes.empty()) return;
-  }
-  if (options_.max_outbox && output_.size() + bytes.size() > options_.max_outbox) {
-    close_now(Errc::too_slow);
-    return;
-  }
+  if (bytes.empty()) return;
   if (!output_.append(bytes)) {
     close_now(errno_code(ENOMEM));
     return;
   }
-  update_interest();
+  if (output_.size() >= kEagerFlush ||
+      (options_.max_outbox && output_.size() > options_.max_outbox)) {
+    write_out();  // do not let a large reply pile up until the end of the iteration
+    if (!is_open()) return;
+    if (options_.max_outbox && output_.size() > options_.max_outbox) {
+      close_now(Errc::too_slow);
+    }
+    return;
+  }
+  loop_.defer_flush(*this);
+}
+
+std::error_code Connection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
+  if (state_ & kMessages) return Errc::wrong_transport;
+  if (!is_open() || (state_ & (kCloseWanted | kShutdownWanted | kWriteShut))) {
+    return errno_code(EPIPE);
+  }
+  if (auto ec = output_.append_file(fd, offset, length)) return ec;
+  loop_.defer_flush(*this);
+  return {};
+}
+
+void Connection::flush() {
+  if (is_open() && !output_.empty()) write_out();
+}
+
+TimerId Connection::start_timer(std::chrono::milliseconds delay,
+                                std::chrono::milliseconds period) {
+  if (!is_open()) return kNoTimer;
+  if (!session_timers_) session_timers_ = std::make_unique<std::vector<TimerId>>();
+  const TimerId id = loop_.add_timer(delay < std::chrono::milliseconds(0) ? std::chrono::milliseconds(0) : delay,
+                                     period, [this] { on_session_timer(loop_.current_timer()); });
+  session_timers_->push_back(id);
+  return id;
+}
+
+bool Connection::cancel_timer(TimerId id) {
+  if (!session_timers_ || id == kNoTimer) return false;
+  auto& ids = *session_timers_;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] != id) continue;
+    ids[i] = ids.back();
+    ids.pop_back();
+    return loop_.cancel_timer(id);
+  }
+  return false;
+}
+
+void Connection::on_session_timer(TimerId id) {
+  if (!is_open() || !session_timers_) return;
+  // A one-shot timer is spent once it fires: forget it before the session may arm another.
+  if (!loop_.timer_armed(id)) {
+    auto& ids = *session_timers_;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] == id) {
+        ids[i] = ids.back();
+        ids.pop_back();
+        break;
+      }
+    }
+  }
+  guarded([&] { session_->on_timer(*this, id); });
 }
 
 // True when the kernel took the whole message; false when it must wait (EAGAIN) or the
 // connection failed (then it is closed).
 bool Connection::send_message_now(std::span<const std::byte> bytes) {
+  ++owner_.counters_.writes;
   ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
   if (n >= 0) {
     owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
@@ -226,27 +284,37 @@ bool Connection::send_message_now(std::span<const std::byte> bytes) {
 void Connection::handle_writable() {
   if (state_ & kMessages) {
     while (!output_.empty()) {
-      auto pending = output_.readable();
+      auto pending = output_.bytes().readable();
       RecordLength length;
       std::memcpy(&length, pending.data(), sizeof(length));
       if (!send_message_now(pending.subspan(sizeof(length), length))) {
         if (is_open()) update_interest();
         return;
       }
-      output_.consume(sizeof(length) + length);
+      output_.bytes().consume(sizeof(length) + length);
     }
   } else {
-    ssize_t n = output_.write_to(fd_.get());
-    if (n < 0) {
-      if (!would_block(errno)) close_now(last_errno());
-      return;
-    }
-    owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
-    note_activity();
+    write_out();
+    return;
   }
   if (output_.empty()) {
     flush_done();
   }
+  if (is_open()) update_interest();
+}
+
+void Connection::write_out() {
+  loop_.cancel_flush(*this);  // written now: nothing left for the end of the iteration
+  ssize_t n = output_.write_to(fd_.get(), owner_.counters_.writes);
+  if (n < 0) {
+    close_now(last_errno());
+    return;
+  }
+  if (n > 0) {
+    owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
+    note_activity();
+  }
+  if (output_.empty()) flush_done();
   if (is_open()) update_interest();
 }
 
@@ -273,7 +341,8 @@ void Connection::update_interest() {
     }
   }
   bool want_in = (state_ & kLingering) || !(state_ & (kReadPaused | kPeerEof | kCloseWanted));
-  bool want_out = !output_.empty();
+  // Output that only waits for this iteration's flush needs no EPOLLOUT (that flush decides).
+  bool want_out = !output_.empty() && !flush_queued();
   bool have_in = state_ & kWatchingIn;
   bool have_out = state_ & kWatchingOut;
   if (want_in == have_in && want_out == have_out) return;
@@ -378,8 +447,31 @@ void Connection::on_idle_timer() {
   }
 }
 
+void Connection::say_last_words(std::error_code reason) {
+  const std::string words = options_.protocol->last_words(reason);
+  if (words.empty()) return;
+  ++owner_.counters_.writes;
+  [[maybe_unused]] ssize_t n =
+      ::send(fd_.get(), words.data(), words.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 void Connection::close_now(std::error_code reason) {
   if (!is_open()) return;
+  const bool dropped = reason == Errc::idle_timeout || reason == Errc::input_too_large ||
+                       reason == Errc::too_slow;
+  if (dropped) {
+    if (log_enabled(LogLevel::info)) {
+      log(LogLevel::info, "%s: dropped: %s", remote().c_str(), reason.message().c_str());
+    }
+    if (options_.protocol != nullptr && reason != Errc::too_slow && output_.empty()) {
+      say_last_words(reason);
+    }
+  }
+  loop_.cancel_flush(*this);
+  if (session_timers_) {
+    for (TimerId id : *session_timers_) loop_.cancel_timer(id);
+    session_timers_.reset();
+  }
   // Our socket was accepted or created here and never duplicated: closing it below removes it
   // from epoll, so no EPOLL_CTL_DEL (one syscall less per connection).
   if (watch_ != kNoWatch) loop_.unwatch_before_close(watch_);
@@ -497,14 +589,5 @@ void ConnectionSet::abort_all(std::error_code reason) {
   while (!live_.empty()) live_.back()->close_now(reason);
 }
 
-std::error_code Connection::send_file(int, std::uint64_t, std::uint64_t) {
-  return make_error_code(Errc::wrong_transport);
-}
-TimerId Connection::start_timer(std::chrono::milliseconds, std::chrono::milliseconds) {
-  return kNoTimer;
-}
-bool Connection::cancel_timer(TimerId) {
-  return false;
-}
 
 }  // namespace reactor

@@ -1,8 +1,11 @@
 // Connection: one accepted or connected stream (or SEQPACKET) socket driven by the loop,
 // presenting itself to its Session as a Peer.
 //
-// - Writes go out at once when the socket takes them; the rest waits in the output buffer and
-//   EPOLLOUT is watched only while it is non-empty.
+// - Output is coalesced: what sessions send during one loop iteration is appended to the outbox
+//   and written once, with one send (or sendfile per file range), before the loop waits again
+//   (Loop::defer_flush); 64 KiB or more pending is written at once. What the socket does not take
+//   waits, and EPOLLOUT is watched only while it is non-empty. Message transports (SEQPACKET) send
+//   each message at once.
 // - Output above the high-water mark pauses reading until it drains below the low-water mark
 //   (backpressure from a slow reader), unless the protocol sets max_outbox, in which case a peer
 //   over it is dropped with Errc::too_slow.
@@ -23,6 +26,7 @@
 #include "reactor/buffer.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/loop.hpp"
+#include "reactor/outbox.hpp"
 #include "reactor/session.hpp"
 
 namespace reactor {
@@ -35,6 +39,9 @@ struct ConnectionOptions {
   std::chrono::milliseconds idle_timeout{0};       // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
   Hub* hub = nullptr;  // if set, a closed peer is forgotten there after its on_close
+  // If set, its last_words go to a peer dropped as idle or over max_input (when nothing of ours
+  // is pending, so they cannot land inside a half-sent reply).
+  const Protocol* protocol = nullptr;
 };
 
 // Server-wide counters, updated as connections live and die.
@@ -46,11 +53,13 @@ struct ConnectionCounters {
   std::uint64_t bytes_out = 0;
   std::uint64_t messages_too_large = 0;
   std::uint64_t read_pauses = 0;  // times backpressure stopped reading
+  std::uint64_t writes = 0;       // output syscalls (send, sendfile)
+  std::uint64_t session_errors = 0;  // connections lost to a throwing session
 };
 
 class ConnectionSet;
 
-class Connection final : public Watcher, public Peer, public Retired {
+class Connection final : public Watcher, public Peer, public Retired, public Flushable {
  public:
   Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<Session> session,
              const ConnectionOptions& options, ConnectionSet& owner);
@@ -78,6 +87,7 @@ class Connection final : public Watcher, public Peer, public Retired {
 
   void on_events(std::uint32_t events) override;
   void finalize() override;
+  void flush() override;
 
   // Connection records come from a small per-thread free list: accepting and closing then costs
   // no malloc/free. A record is always freed on the loop thread that made it.
@@ -99,6 +109,12 @@ class Connection final : public Watcher, public Peer, public Retired {
     kLingering = 512,  // FIN sent; discarding input until the peer closes or has our data
   };
 
+  template <class F>
+  bool guarded(F&& call);  // runs a session callback; a throw closes with session_failed
+  void session_threw(const char* what);
+  void write_out();
+  void on_session_timer(TimerId id);
+  void say_last_words(std::error_code reason);
   void handle_readable();
   void read_stream();
   void read_message();
@@ -121,7 +137,8 @@ class Connection final : public Watcher, public Peer, public Retired {
   std::unique_ptr<Session> session_;
   const ConnectionOptions& options_;
   Buffer input_;
-  Buffer output_;  // in message mode: [u32 length][bytes] records
+  Outbox output_;  // in message mode: [u32 length][bytes] records in output_.bytes()
+  std::unique_ptr<std::vector<TimerId>> session_timers_;  // armed by the session
   Loop::Clock::time_point last_activity_;
   WatchId watch_ = kNoWatch;
   TimerId idle_timer_ = kNoTimer;

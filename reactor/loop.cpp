@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 
 namespace reactor {
 namespace {
@@ -164,24 +165,61 @@ int Loop::wait_timeout_ms(std::chrono::milliseconds max_wait) {
   return static_cast<int>(limit);
 }
 
-void Loop::run_once(std::chrono::milliseconds max_wait) {
+std::error_code Loop::run_once(std::chrono::milliseconds max_wait) {
   ++stats_.iterations;
   int timeout = wait_timeout_ms(max_wait);
   int n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
+  std::error_code failure;
+  if (n < 0 && errno != EINTR) failure = last_errno();
   now_ = Clock::now();
-  if (n < 0 && errno != EINTR) {
-    std::fprintf(stderr, "reactor: epoll_wait: %s\n", std::strerror(errno));
-  }
   for (int i = 0; i < n; ++i)
     dispatch(events_[static_cast<std::size_t>(i)].data.u64,
              events_[static_cast<std::size_t>(i)].events);
   drain_retired();
   timers_.run_due(now_);
-  drain_retired();
+  // Everything sessions sent in this iteration goes out now; on_close callbacks (run by
+  // drain_retired) may send more, so repeat until nothing is left.
+  do {
+    flush_deferred();
+    drain_retired();
+  } while (!deferred_.empty());
+  return failure;
 }
 
-void Loop::run() {
-  while (!stop_.load(std::memory_order_acquire)) run_once(std::chrono::milliseconds(-1));
+std::error_code Loop::run() {
+  while (!stop_.load(std::memory_order_acquire)) {
+    // epoll_wait fails only for a broken loop (EBADF, EFAULT, EINVAL): retrying would spin.
+    if (auto ec = run_once(std::chrono::milliseconds(-1))) {
+      log(LogLevel::error, "epoll_wait: %s; the loop stops", ec.message().c_str());
+      return ec;
+    }
+  }
+  return {};
+}
+
+void Loop::defer_flush(Flushable& f) {
+  if (f.flush_slot_ != 0) return;
+  deferred_.push_back(&f);
+  f.flush_slot_ = static_cast<std::uint32_t>(deferred_.size());
+}
+
+void Loop::cancel_flush(Flushable& f) noexcept {
+  if (f.flush_slot_ == 0) return;
+  const std::uint32_t index = f.flush_slot_ - 1;
+  Flushable* last = deferred_.back();
+  deferred_[index] = last;
+  last->flush_slot_ = index + 1;
+  deferred_.pop_back();
+  f.flush_slot_ = 0;
+}
+
+void Loop::flush_deferred() {
+  // A flush never runs a session callback and nothing is destroyed before drain_retired, so
+  // every pointer in the batch stays valid; a flush may queue new work for the next round.
+  flushing_.swap(deferred_);
+  for (Flushable* f : flushing_) f->flush_slot_ = 0;
+  for (Flushable* f : flushing_) f->flush();
+  flushing_.clear();
 }
 
 void Loop::stop() noexcept {

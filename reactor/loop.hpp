@@ -33,6 +33,23 @@ class Watcher {
   ~Watcher() = default;
 };
 
+// Something with output to write before the loop waits again (a connection whose sessions sent
+// during this iteration): Loop::defer_flush queues it once, flush() runs after the iteration's
+// events and timers, before epoll_wait (Redis's beforeSleep). A Flushable must cancel_flush()
+// before it is destroyed.
+class Flushable {
+ public:
+  virtual void flush() = 0;
+
+ protected:
+  ~Flushable() = default;
+  bool flush_queued() const noexcept { return flush_slot_ != 0; }
+
+ private:
+  friend class Loop;
+  std::uint32_t flush_slot_ = 0;  // 1 + index in the loop's queue; 0: not queued
+};
+
 // Something the loop destroys after the current batch: finalize() runs first (a closed
 // connection tells its session there), then the destructor.
 class Retired {
@@ -69,10 +86,12 @@ class Loop {
   // closing it removes it from epoll, so the EPOLL_CTL_DEL syscall is skipped.
   void unwatch_before_close(WatchId id);
 
-  // Runs until stop(). Returns at once if stop() was already called.
-  void run();
-  // One wait (at most `max_wait`, shortened by due timers) and its dispatch. For tests/drivers.
-  void run_once(std::chrono::milliseconds max_wait);
+  // Runs until stop(), or until epoll_wait fails for a reason other than EINTR (then returns that
+  // error, logged). stop() is sticky: once called, run() returns at once, every time.
+  std::error_code run();
+  // One wait (at most `max_wait`, shortened by due timers), its dispatch, due timers and deferred
+  // flushes. Returns epoll_wait's error, if any. For tests/drivers.
+  std::error_code run_once(std::chrono::milliseconds max_wait);
   // Thread-safe; run() returns after the current iteration.
   void stop() noexcept;
   bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
@@ -86,6 +105,14 @@ class Loop {
     return add_timer(delay, {}, std::move(task));
   }
   bool cancel_timer(TimerId id) { return timers_.cancel(id); }
+  // The id of the timer whose task is running now (kNoTimer outside a timer task).
+  TimerId current_timer() const noexcept { return timers_.running(); }
+  // True while `id` is armed: not yet fired (one-shot), or repeating and not cancelled.
+  bool timer_armed(TimerId id) const noexcept { return timers_.armed(id); }
+
+  // Output coalescing: see Flushable. Queues `f` once per iteration; cancel_flush unqueues it.
+  void defer_flush(Flushable& f);
+  void cancel_flush(Flushable& f) noexcept;
   std::size_t timer_count() const noexcept { return timers_.size(); }
 
   // Delivers the signals through a signalfd (they are blocked for this thread; block them in
@@ -119,6 +146,7 @@ class Loop {
   void release_slot(WatchId id, bool delete_from_epoll);
   void run_posted();
   void run_due_timers();
+  void flush_deferred();
   int wait_timeout_ms(std::chrono::milliseconds max_wait);
 
   Fd epoll_;
@@ -127,6 +155,8 @@ class Loop {
   std::vector<epoll_event> events_;
   std::vector<std::unique_ptr<Retired>> retired_;
   std::vector<std::unique_ptr<Retired>> retiring_;  // drain_retired's batch, capacity kept
+  std::vector<Flushable*> deferred_;  // queued flushes; Flushable::flush_slot_ indexes it
+  std::vector<Flushable*> flushing_;  // flush_deferred's batch, capacity kept
   TimerQueue timers_;
   Clock::time_point now_;
   LoopStats stats_;

@@ -23,6 +23,15 @@ std::error_code set_int_option(int fd, int level, int name, int value) {
   return {};
 }
 
+// A socket file at a UNIX address: stale (left by a server that died) when a connect is refused,
+// live when it is accepted, queued (backlog full) or answered by a listener of another type.
+bool is_live_unix_socket(const Address& address) {
+  Fd probe(::socket(AF_UNIX, address.socket_type() | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe) return false;
+  if (::connect(probe.get(), address.sockaddr_ptr(), address.length()) == 0) return true;
+  return errno == EAGAIN || errno == EINPROGRESS || errno == EPROTOTYPE || errno == EINTR;
+}
+
 }  // namespace
 
 Result<Fd> open_socket(const Address& address, bool blocking) {
@@ -39,9 +48,13 @@ Result<Fd> listen_on(const Address& address, const ListenOptions& options) {
   if (address.is_unix()) {
     std::string path = address.unix_path();
     if (options.unlink_stale_unix_path && !path.empty()) {
-      // Only a socket left by an earlier run: never unlink a regular file someone pointed us at.
+      // Only a socket left by an earlier run: never unlink a regular file someone pointed us at,
+      // nor the socket of a server that is still running (a connect() probe tells them apart).
       struct stat st {};
-      if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+      if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+        if (is_live_unix_socket(address)) return errno_code(EADDRINUSE);
+        ::unlink(path.c_str());
+      }
     }
   } else {
     if (options.reuse_address) {

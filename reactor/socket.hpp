@@ -16,9 +16,11 @@ struct ListenOptions {
   bool reuse_address = true;  // SO_REUSEADDR: restart without waiting out TIME_WAIT
   bool reuse_port = false;    // SO_REUSEPORT: several listeners share one port (one per loop)
   bool v6_only = true;        // IPv6 listeners accept only IPv6
-  bool unlink_stale_unix_path = true;  // remove a leftover socket file before bind
-  bool blocking = false;               // blocking listener, for the fork/thread models
-  bool no_delay = true;  // TCP_NODELAY, inherited by accepted sockets (no call per accept)
+  // Remove a leftover socket file before bind; a live one (a connect() probe is accepted) is
+  // left alone and listen_on fails with EADDRINUSE.
+  bool unlink_stale_unix_path = true;
+  bool blocking = false;  // blocking listener, for the fork/thread models
+  bool no_delay = true;   // TCP_NODELAY, inherited by accepted sockets (no call per accept)
 };
 
 // Stream and seqpacket: socket+bind+listen. UDP: socket+bind.

@@ -85,7 +85,9 @@ std::size_t TimerQueue::run_due(Clock::time_point now) {
       --live_;
     }
     ++ran;
+    running_ = (std::uint64_t{entry.generation} << 32) | entry.slot;
     task();
+    running_ = kNoTimer;
     if (repeating) {
       Slot& slot = slots_[entry.slot];
       if (slot.armed && slot.generation == entry.generation) {  // not cancelled by the task

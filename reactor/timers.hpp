@@ -23,6 +23,13 @@ class TimerQueue {
   // are re-armed from their deadline; a task may add or cancel timers, itself included.
   std::size_t run_due(Clock::time_point now);
   std::size_t size() const noexcept { return live_; }
+  // The id of the timer whose task run_due is running (kNoTimer otherwise).
+  TimerId running() const noexcept { return running_; }
+  bool armed(TimerId id) const noexcept {
+    const auto index = static_cast<std::uint32_t>(id);
+    return index < slots_.size() && slots_[index].armed &&
+           slots_[index].generation == static_cast<std::uint32_t>(id >> 32);
+  }
 
  private:
   struct Slot {
@@ -49,6 +56,7 @@ class TimerQueue {
   std::vector<Entry> heap_;
   std::uint64_t sequence_ = 0;
   std::size_t live_ = 0;
+  TimerId running_ = kNoTimer;
 };
 
 }  // namespace reactor

@@ -238,7 +238,12 @@ TEST_SUITE("reactor-load options") {
     CHECK(error_of(parse({"--target", t, "--mode", "echo", "--frobnicate"})) ==
           "unknown option '--frobnicate' (see --help)");
     CHECK(error_of(parse({"--target", t, "--mode", "echo", "stray"})) ==
-          "unexpected argument 'stray'");
+          "unknown option 'stray' (see --help)");  // the same wording in every tool
+    // A single-valued option given twice is an error, not last-wins.
+    CHECK(error_of(parse({"--target", t, "--mode", "echo", "--size", "1", "--size=2"})) ==
+          "--size given twice (it takes one value)");
+    CHECK(error_of(parse({"--target", t, "--target", t, "--mode", "echo"})) ==
+          "--target given twice (it takes one value)");
     CHECK(error_of(parse({"--target", t, "--mode", "echo", "--json=yes"})) ==
           "--json takes no value");
     for (const auto& r : {parse({"--mode", "echo"}), parse({"--target", t, "--mode", "x"})}) {
@@ -298,6 +303,10 @@ TEST_SUITE("reactor-bench options") {
     CHECK(err({"--workers", "many"}).find("--workers") == 0);
     CHECK(err({"--out"}) == "--out needs a value");
     CHECK(err({"--fast"}) == "unknown option '--fast' (see --help)");
+    CHECK(err({"stray"}) == "unknown option 'stray' (see --help)");
+    CHECK(err({"--out", "a", "--out", "b"}) == "--out given twice (it takes one value)");
+    CHECK(err({"--models=epoll", "--models", "fork"}) ==
+          "--models given twice (it takes one value)");
     CHECK(err({"--quick=1"}) == "--quick takes no value");
   }
 }

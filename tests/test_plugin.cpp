@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
+#include <link.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 
@@ -24,7 +29,52 @@ std::error_code load_error(const std::string& path, std::string& detail) {
   return loaded.error();
 }
 
+// Writes the first `size` bytes of `source` to a new file and returns its path.
+std::string truncated_copy(const std::string& source, std::size_t size) {
+  std::ifstream in(source, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.size() > size);
+  const std::string path = "/tmp/reactor-test-" + std::to_string(::getpid()) + "-truncated-" +
+                           std::to_string(size) + ".so";
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(size));
+  return path;
+}
+
+// Where the last loadable segment of an ELF file ends: every shorter copy is truncated.
+std::size_t loadable_end(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  ElfW(Ehdr) header{};
+  in.read(reinterpret_cast<char*>(&header), sizeof header);
+  std::size_t end = 0;
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    ElfW(Phdr) segment{};
+    in.seekg(static_cast<std::streamoff>(header.e_phoff + i * sizeof segment));
+    in.read(reinterpret_cast<char*>(&segment), sizeof segment);
+    if (segment.p_type == PT_LOAD)
+      end = std::max<std::size_t>(end, segment.p_offset + segment.p_filesz);
+  }
+  REQUIRE(in.good());
+  return end;
+}
+
 }  // namespace
+
+TEST_CASE("a truncated shared object is truncated, refused before dlopen maps it") {
+  // dlopen of such a file dies of SIGBUS (it maps segments past the end of the file).
+  const std::size_t end = loadable_end(KV_PLUGIN_PATH);
+  REQUIRE(end > 3000);
+  for (const std::size_t size : {std::size_t{20}, std::size_t{63}, std::size_t{64},
+                                 std::size_t{1000}, std::size_t{3000}, end / 2, end - 1}) {
+    CAPTURE(size);
+    const std::string path = truncated_copy(KV_PLUGIN_PATH, size);
+    std::string detail;
+    CHECK(load_error(path, detail) == PluginErrc::truncated);
+    CHECK_MESSAGE(
+        detail.find("the file has " + std::to_string(size) + " bytes") != std::string::npos,
+        detail);
+    ::unlink(path.c_str());
+  }
+}
 
 TEST_CASE("the example kv plugin loads and registers its protocol") {
   Registry registry;
@@ -70,11 +120,11 @@ TEST_CASE("plugin args reach the plugin; its refusal comes back as the error") {
   REQUIRE(load_plugin(PREFIX_PLUGIN_PATH, registry).ok());
   std::string error;
   CHECK(registry.create("kv", "size=10", error) == nullptr);
-  CHECK(error == "kv: this protocol takes no arguments");
+  CHECK(error == "this protocol takes no arguments");  // the caller names the protocol
 
   error.clear();
   CHECK(registry.create("prefix", "", error) == nullptr);
-  CHECK(error == "prefix: needs the prefix as its argument");
+  CHECK(error == "needs the prefix as its argument");
 
   error.clear();
   auto prefix = registry.create("prefix", "> ", error);
@@ -84,6 +134,17 @@ TEST_CASE("plugin args reach the plugin; its refusal comes back as the error") {
   test::FakeConnection connection(*prefix, hub);
   connection.feed("hi");
   CHECK(connection.peer.take() == "> hi");
+}
+
+TEST_CASE("a plugin that starts its refusal with its own name has it said once") {
+  Registry registry;
+  REQUIRE(load_plugin(SELFNAMED_PLUGIN_PATH, registry).ok());
+  std::string error;
+  CHECK(registry.create("selfnamed", "", error) == nullptr);
+  CHECK(error == "needs an argument");
+  error.clear();
+  CHECK(registry.create("selfnamed", "x", error) == nullptr);
+  CHECK(error == "selfnamed:x is not a prefix");  // only "NAME: " is the plugin naming itself
 }
 
 TEST_CASE("a missing file is file_missing") {
@@ -136,12 +197,12 @@ TEST_CASE("a plugin named like a built-in or an already loaded plugin is name_ta
 
 TEST_CASE("every load error has its own message under the plugin category") {
   std::set<std::string> messages;
-  for (int code = 1; code <= static_cast<int>(PluginErrc::name_taken); ++code) {
+  for (int code = 1; code <= static_cast<int>(PluginErrc::truncated); ++code) {
     const std::error_code ec = static_cast<PluginErrc>(code);
     CHECK(ec.category().name() == std::string("plugin"));
     messages.insert(ec.message());
   }
-  CHECK(messages.size() == static_cast<std::size_t>(PluginErrc::name_taken));
+  CHECK(messages.size() == static_cast<std::size_t>(PluginErrc::truncated));
   CHECK(reactor::describe("--plugin x.so", PluginErrc::file_missing) ==
         "--plugin x.so: plugin file not found");
 }

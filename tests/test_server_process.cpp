@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "process.hpp"
@@ -339,6 +341,34 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
   CHECK(clash.find("'echo'") != std::string::npos);
 }
 
+TEST_CASE("a truncated plugin exits 2 with one line instead of dying of SIGBUS") {
+  std::ifstream in(KV_PLUGIN_PATH, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::size_t size : {std::size_t{1000}, std::size_t{3000}, std::size_t{12000}}) {
+    CAPTURE(size);
+    REQUIRE(bytes.size() > size);
+    const std::string path = unique_path("truncated.so");
+    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(size));
+    const std::string line = refused_line({"--plugin", path, "--list-protocols"});
+    CHECK(line.starts_with("reactor-server: --plugin " + path + ": shared object is truncated"));
+    ::unlink(path.c_str());
+  }
+}
+
+TEST_CASE("a protocol's refusal of its --args names the protocol once") {
+  CHECK(refused_line(
+            {"--protocol", "chat", "--args", "colour=red", "--listen", "tcp://127.0.0.1:0"}) ==
+        "reactor-server: --protocol chat: unknown option 'colour' (known: lobby=ROOM, "
+        "max-line=BYTES)");
+  CHECK(refused_line({"--plugin", PREFIX_PLUGIN_PATH, "--protocol", "prefix", "--listen",
+                      "tcp://127.0.0.1:0"}) ==
+        "reactor-server: --protocol prefix: needs the prefix as its argument");
+  // A plugin that names itself in its message, as the docs once advised.
+  CHECK(refused_line({"--plugin", SELFNAMED_PLUGIN_PATH, "--protocol", "selfnamed", "--listen",
+                      "tcp://127.0.0.1:0"}) ==
+        "reactor-server: --protocol selfnamed: needs an argument");
+}
+
 TEST_CASE("bad arguments exit 2 with one line naming the problem") {
   struct Case {
     std::vector<std::string> args;
@@ -346,7 +376,17 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
   };
   const std::vector<Case> cases = {
       {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--frobnicate"},
-       "unknown argument '--frobnicate'"},
+       "unknown option '--frobnicate' (see --help)"},
+      {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "stray"},
+       "unknown option 'stray' (see --help)"},
+      // A single-valued option given twice is an error, not last-wins; --listen repeats.
+      {{"--protocol", "echo", "--protocol", "chat", "--listen", "tcp://127.0.0.1:0"},
+       "--protocol given twice (it takes one value)"},
+      {{"--protocol", "echo", "--model=fork", "--model", "thread", "--listen", "tcp://127.0.0.1:0"},
+       "--model given twice (it takes one value)"},
+      {{"--protocol", "echo", "--idle-timeout", "1", "--idle-timeout", "2", "--listen",
+        "tcp://127.0.0.1:0"},
+       "--idle-timeout given twice"},
       {{"--protocol", "echo"}, "--listen"},
       {{"--protocol", "echo", "--listen", "tcp://127.0.0.1:70000"},
        "tcp://127.0.0.1:70000: bad port"},
@@ -364,6 +404,13 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
        "unknown model"},
       {{"--protocol", "echo", "--idle-timeout", "soon", "--listen", "tcp://127.0.0.1:0"},
        "--idle-timeout: expected seconds"},
+      // Values that would silently mean "off": below the 1 ms resolution, or no connections.
+      {{"--protocol", "echo", "--idle-timeout", "0.0001", "--listen", "tcp://127.0.0.1:0"},
+       "--idle-timeout: expected seconds, 0 (never) or from 0.001"},
+      {{"--protocol", "echo", "--shutdown-grace", "0.0004", "--listen", "tcp://127.0.0.1:0"},
+       "--shutdown-grace: expected seconds"},
+      {{"--protocol", "echo", "--max-connections", "0", "--listen", "tcp://127.0.0.1:0"},
+       "--max-connections: expected a whole number from 1"},
   };
   for (const auto& c : cases) {
     std::string joined;
@@ -388,6 +435,55 @@ TEST_CASE("a port in use exits 1 with 'Address already in use'") {
   CHECK_MESSAGE(p.err().find("Address already in use") != std::string::npos, p.err());
   CHECK_MESSAGE(p.err().find(url) != std::string::npos, p.err());
   CHECK(std::count(p.err().begin(), p.err().end(), '\n') == 1);
+}
+
+TEST_CASE("a second server refuses a live unix or seqpacket path and leaves the first serving") {
+  for (const std::string scheme : {"unix:", "seqpacket:"}) {
+    CAPTURE(scheme);
+    const std::string url = scheme + unique_path("live");
+    auto first = test::start_server(kServer, {"--protocol", "echo", "--listen", url});
+    REQUIRE(first);
+    auto second = test::run_to_exit(kServer, {"--protocol", "echo", "--listen", url});
+    CHECK(second.exit_code() == 1);
+    CHECK(second.out().find("listening on") == std::string::npos);
+    CHECK_MESSAGE(second.err().find("Address already in use") != std::string::npos, second.err());
+    CHECK_MESSAGE(second.err().find(url) != std::string::npos, second.err());
+    // The first server still owns the path: a new client reaches it.
+    auto fd = test::connect_to(first->addresses.at(0));
+    test::send_all(fd.get(), "still here");
+    CHECK(text_of(test::read_exact(fd.get(), 10)) == "still here");
+    test::stop_server(*first);
+  }
+}
+
+TEST_CASE("a stale unix or seqpacket socket file is replaced") {
+  for (const std::string scheme : {"unix:", "seqpacket:"}) {
+    CAPTURE(scheme);
+    const std::string url = scheme + unique_path("stale");
+    {
+      // A socket bound and closed without unlink: what a killed server leaves behind.
+      auto left = reactor::listen_on(test::parse(url));
+      REQUIRE(left.ok());
+    }
+    auto server = test::start_server(kServer, {"--protocol", "echo", "--listen", url});
+    REQUIRE(server);
+    auto fd = test::connect_to(server->addresses.at(0));
+    test::send_all(fd.get(), "fresh");
+    CHECK(text_of(test::read_exact(fd.get(), 5)) == "fresh");
+    test::stop_server(*server);
+  }
+}
+
+TEST_CASE("--version prints the tool and its version and exits 0") {
+  for (const std::vector<std::string> args :
+       {std::vector<std::string>{"--version"}, {"--protocol", "echo", "--version"}}) {
+    auto p = test::run_to_exit(kServer, args);
+    CHECK(p.exit_code() == 0);
+    CHECK(p.out().starts_with("reactor-server "));
+    CHECK(std::count(p.out().begin(), p.out().end(), '\n') == 1);
+    CHECK(p.out().find_first_of("0123456789") != std::string::npos);
+    CHECK(p.err().empty());
+  }
 }
 
 TEST_CASE("--help prints the usage and exits 0") {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cli.hpp"
 #include "load_options.hpp"
 
 namespace bench {
@@ -22,12 +23,15 @@ std::string bench_usage() {
          "  --server PATH      reactor-server (default: next to reactor-bench)\n"
          "  --load PATH        reactor-load (default: next to reactor-bench)\n"
          "  --baseline PATH    textbook-echo (default: ../bench/textbook-echo from reactor-bench)\n"
-         "  --chart-script P   gnuplot script (default: ../bench/compare-chart.gnuplot)\n";
+         "  --chart-script P   gnuplot script (default: ../bench/compare-chart.gnuplot)\n"
+         "  --help, --version  show this help / the version and exit\n"
+         "Each option may be given once.\n";
 }
 
 BenchParseResult parse_bench_options(const std::vector<std::string_view>& args) {
   BenchOptions o;
   bool duration_given = false;
+  reactor::tools::SeenOptions seen;
   for (auto a : args) {
     if (a == "--help" || a == "-h") return BenchHelp{};
   }
@@ -59,8 +63,9 @@ BenchParseResult parse_bench_options(const std::vector<std::string_view>& args) 
         "--models", "--duration", "--out",      "--workers",     "--load-threads",
         "--server", "--load",     "--baseline", "--chart-script"};
     if (std::find(std::begin(kWithValue), std::end(kWithValue), flag) == std::end(kWithValue)) {
-      return BenchParseError{"unknown option '" + std::string(flag) + "' (see --help)"};
+      return BenchParseError{reactor::tools::unknown_option(flag)};
     }
+    if (!seen.first_time(flag)) return BenchParseError{reactor::tools::given_twice(flag)};
     if (!has_inline) {
       if (i + 1 >= args.size()) return BenchParseError{std::string(flag) + " needs a value"};
       value = args[++i];

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <optional>
 
+#include "cli.hpp"
+
 namespace load {
 
 std::string_view name_of(Mode m) noexcept {
@@ -72,7 +74,9 @@ std::string load_usage() {
          " idle: open connections, hold them, then check each still echoes\n"
          "  --connections N      connections (default 1000)\n"
          "  --hold S             seconds to hold them (default 5)\n"
-         "  --server-pid PID     report this process's RSS before and while holding\n";
+         "  --server-pid PID     report this process's RSS before and while holding\n"
+         "  --help, --version    show this help / the version and exit\n"
+         "Each option may be given once.\n";
 }
 
 namespace {
@@ -130,6 +134,7 @@ ParseResult parse_load_options(const std::vector<std::string_view>& args) {
     if (a == "--help" || a == "-h") return HelpRequested{};
   }
   ArgCursor cur(args);
+  reactor::tools::SeenOptions seen;
   while (!cur.done()) {
     std::string_view flag = cur.next_flag();
     if (flag == "--json") {
@@ -138,15 +143,15 @@ ParseResult parse_load_options(const std::vector<std::string_view>& args) {
       continue;
     }
     std::string_view v;
-    if (!flag.starts_with("--"))
-      return ParseError{"unexpected argument '" + std::string(flag) + "'"};
+    if (!flag.starts_with("--")) return ParseError{reactor::tools::unknown_option(flag)};
     static constexpr std::string_view kKnown[] = {
         "--target",   "--mode",    "--threads",     "--duration", "--timeout",
         "--close",    "--sources", "--concurrency", "--size",     "--connections",
         "--pipeline", "--hold",    "--server-pid"};
     bool known = false;
     for (auto k : kKnown) known = known || k == flag;
-    if (!known) return ParseError{"unknown option '" + std::string(flag) + "' (see --help)"};
+    if (!known) return ParseError{reactor::tools::unknown_option(flag)};
+    if (!seen.first_time(flag)) return ParseError{reactor::tools::given_twice(flag)};
     if (!cur.value(v)) return ParseError{std::string(flag) + " needs a value"};
     long long n = 0;
     if (flag == "--target") {

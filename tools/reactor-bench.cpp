@@ -21,6 +21,7 @@
 #include "bench_options.hpp"
 #include "bench_process.hpp"
 #include "bench_table.hpp"
+#include "cli.hpp"
 #include "load_json.hpp"
 #include "load_proc.hpp"
 
@@ -464,6 +465,11 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (reactor::tools::wants_version(args)) {
+    std::printf("%s %.*s\n", "reactor-bench", static_cast<int>(reactor::tools::kVersion.size()),
+                reactor::tools::kVersion.data());
+    return 0;
+  }
   auto parsed = bench::parse_bench_options(args);
   if (std::holds_alternative<bench::BenchHelp>(parsed)) {
     std::fputs(bench::bench_usage().c_str(), stdout);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "load_engine.hpp"
 #include "load_options.hpp"
 #include "load_report.hpp"
@@ -31,6 +32,11 @@ int usage_error(const std::string& message) {
 
 int main(int argc, char** argv) {
   std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (reactor::tools::wants_version(args)) {
+    std::printf("%s %.*s\n", "reactor-load", static_cast<int>(reactor::tools::kVersion.size()),
+                reactor::tools::kVersion.data());
+    return 0;
+  }
   auto parsed = load::parse_load_options(args);
   if (std::holds_alternative<load::HelpRequested>(parsed)) {
     std::fputs(load::load_usage().c_str(), stdout);

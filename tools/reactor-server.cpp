@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "protocols/plugin_loader.hpp"
 #include "protocols/registry.hpp"
 #include "reactor/error.hpp"
@@ -37,6 +38,11 @@ void list_protocols(const reactor::protocols::Registry& registry) {
 
 int main(int argc, char** argv) {
   std::vector<std::string_view> words(argv + 1, argv + argc);
+  if (reactor::tools::wants_version(words)) {
+    std::printf("reactor-server %.*s\n", static_cast<int>(reactor::tools::kVersion.size()),
+                reactor::tools::kVersion.data());
+    return 0;
+  }
   std::string error;
   auto args = reactor::tools::parse_server_args(words, error);
   if (!args) return fail(2, error);
@@ -101,6 +107,7 @@ int main(int argc, char** argv) {
   if (auto ec = reactor::block_signals({SIGINT, SIGTERM})) {
     return fail(1, reactor::describe("block signals", ec));
   }
+  reactor::set_log_level(args->log_level);
   reactor::ModelOptions options;
   options.idle_timeout = args->idle_timeout;
   options.max_connections = args->max_connections;
@@ -120,12 +127,13 @@ int main(int argc, char** argv) {
   auto s = model->stats();
   std::printf(
       "summary: connections=%llu bytes_in=%llu bytes_out=%llu failed=%llu rejected=%llu "
-      "shed=%llu datagrams_in=%llu datagrams_out=%llu\n",
+      "shed=%llu datagrams_in=%llu datagrams_out=%llu writes=%llu\n",
       static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.bytes_in),
       static_cast<unsigned long long>(s.bytes_out), static_cast<unsigned long long>(s.failed),
       static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.shed),
       static_cast<unsigned long long>(s.datagrams_in),
-      static_cast<unsigned long long>(s.datagrams_out));
+      static_cast<unsigned long long>(s.datagrams_out),
+      static_cast<unsigned long long>(s.writes));
   std::fflush(stdout);
   model.reset();  // before the protocol it drives
   return 0;

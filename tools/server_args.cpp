@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "cli.hpp"
+
 namespace reactor::tools {
 
 const char* const kServerUsage =
@@ -19,17 +21,26 @@ const char* const kServerUsage =
     "  --model MODEL          epoll (default), fork, thread or reuseport\n"
     "  --workers N            reuseport: number of loops (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
-    "  --idle-timeout SECONDS close connections silent for this long (default: never)\n"
-    "  --max-connections N    refuse connections beyond N (default: no limit)\n"
-    "  --shutdown-grace SECONDS  time to flush on shutdown (default 5)\n"
+    "  --idle-timeout SECONDS close connections silent for this long; 0 means never (the\n"
+    "                         default); in milliseconds: 0.0001 is refused, not rounded to 0\n"
+    "  --max-connections N    refuse connections beyond N, 1 to 100000000 (default: no limit;\n"
+    "                         0 is refused)\n"
+    "  --shutdown-grace SECONDS  time to flush on shutdown, 0 = none (default 5); in\n"
+    "                         milliseconds, like --idle-timeout\n"
+    "  --log-level LEVEL      error, warn (default), info (also drops and refusals, with the\n"
+    "                         peer's address) or debug; messages go to stderr\n"
     "  --list-protocols       list the protocols (built-in and from --plugin) and exit\n"
     "  --help                 show this help and exit\n"
+    "  --version              print the version and exit\n"
     "\n"
     "Prints one line per listener, 'listening on ADDR' with the bound address. Exit status:\n"
-    "0 after a clean shutdown, 1 if a listener cannot be set up, 2 for bad arguments.\n";
+    "0 after a clean shutdown, 1 if a listener cannot be set up, 2 for bad arguments. Options\n"
+    "other than --listen and --plugin may be given once.\n";
 
 namespace {
 
+// Seconds with millisecond resolution. A positive value that would round to 0 ms is refused:
+// 0 means "never"/"none", which is not what such a value asks for.
 bool parse_seconds(std::string_view text, std::chrono::milliseconds& out) {
   std::string copy(text);
   char* end = nullptr;
@@ -38,7 +49,9 @@ bool parse_seconds(std::string_view text, std::chrono::milliseconds& out) {
       value > 86400.0 * 365) {
     return false;
   }
-  out = std::chrono::milliseconds(static_cast<long long>(std::llround(value * 1000)));
+  const long long ms = std::llround(value * 1000);
+  if (value > 0 && ms == 0) return false;
+  out = std::chrono::milliseconds(ms);
   return true;
 }
 
@@ -56,6 +69,7 @@ bool parse_count(std::string_view text, T& out, T max) {
 std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>& argv,
                                             std::string& error) {
   ServerArgs args;
+  SeenOptions seen;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     std::string_view flag = argv[i];
     std::string_view value;
@@ -68,6 +82,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       }
     }
     auto take = [&]() -> bool {
+      if (flag != "--listen" && flag != "--plugin" && !seen.first_time(flag)) {
+        error = given_twice(flag);
+        return false;
+      }
       if (has_inline) return true;
       if (i + 1 >= argv.size()) {
         error = std::string(flag) + " needs a value";
@@ -112,17 +130,27 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       }
     } else if (flag == "--idle-timeout") {
       if (!take()) return std::nullopt;
-      if (!parse_seconds(value, args.idle_timeout)) return bad("expected seconds (e.g. 30 or 0.5)");
+      if (!parse_seconds(value, args.idle_timeout)) {
+        return bad("expected seconds, 0 (never) or from 0.001 (e.g. 30 or 0.5)");
+      }
     } else if (flag == "--shutdown-grace") {
       if (!take()) return std::nullopt;
-      if (!parse_seconds(value, args.shutdown_grace)) return bad("expected seconds");
+      if (!parse_seconds(value, args.shutdown_grace)) {
+        return bad("expected seconds, 0 (none) or from 0.001");
+      }
+    } else if (flag == "--log-level") {
+      if (!take()) return std::nullopt;
+      if (!parse_log_level(value, args.log_level)) {
+        return bad("expected error, warn, info or debug");
+      }
     } else if (flag == "--max-connections") {
       if (!take()) return std::nullopt;
-      if (!parse_count(value, args.max_connections, std::size_t{100'000'000})) {
-        return bad("expected a whole number");
+      if (!parse_count(value, args.max_connections, std::size_t{100'000'000}) ||
+          args.max_connections == 0) {
+        return bad("expected a whole number from 1 to 100000000 (omit it for no limit)");
       }
     } else {
-      error = "unknown argument '" + std::string(argv[i]) + "' (see --help)";
+      error = unknown_option(argv[i]);
       return std::nullopt;
     }
   }

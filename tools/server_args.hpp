@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "reactor/log.hpp"
+
 namespace reactor::tools {
 
 struct ServerArgs {
@@ -19,6 +21,7 @@ struct ServerArgs {
   std::size_t max_connections = 0;
   unsigned workers = 0;
   std::chrono::milliseconds shutdown_grace{5000};
+  LogLevel log_level = LogLevel::warn;
   bool list_protocols = false;
   bool help = false;
 };

@@ -10,10 +10,14 @@
 #include <vector>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
 namespace {
+
+// Output the session queued this large is written at once instead of after its callback.
+constexpr std::size_t kEagerFlush = 64 * 1024;
 
 bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
@@ -48,18 +52,20 @@ BlockingConnection::~BlockingConnection() = default;
 std::error_code BlockingConnection::serve(Session& session,
                                           std::span<SideChannel* const> side_channels) {
   owner_.store(std::this_thread::get_id(), std::memory_order_release);
+  session_ = &session;
   last_activity_ = Clock::now();
-  try {
-    session.on_open(*this);
-  } catch (...) {
-    fail(Errc::session_failed);
-  }
+  guarded([&] { session.on_open(*this); });
 
   std::vector<pollfd> fds;
   fds.reserve(2 + side_channels.size());
   std::error_code reason;
   for (;;) {
     auto now = Clock::now();
+    run_timers(now);
+    if (unflushed_) {  // what the session sent since the last round goes out in one write
+      unflushed_ = false;
+      flush();
+    }
     if (auto due = due_close(now)) {
       reason = *due;
       break;
@@ -112,7 +118,19 @@ std::error_code BlockingConnection::serve(Session& session,
   }
 
   if (!reason) linger();
+  if ((reason == Errc::idle_timeout || reason == Errc::input_too_large) &&
+      limits_.protocol != nullptr && buffered() == 0) {
+    say_last_words(reason);
+  }
   close_socket();
+  timers_.reset();  // no timer fires after on_close
+  session_ = nullptr;
+  if (reason && reason != Errc::session_failed && reason != Errc::shutting_down &&
+      log_enabled(LogLevel::info)) {
+    const bool dropped = reason == Errc::idle_timeout || reason == Errc::input_too_large ||
+                         reason == Errc::too_slow;
+    if (dropped) log(LogLevel::info, "%s: dropped: %s", remote_.c_str(), reason.message().c_str());
+  }
   try {
     session.on_close(reason);
   } catch (...) {
@@ -160,7 +178,7 @@ bool BlockingConnection::want_read() {
 }
 
 int BlockingConnection::poll_timeout_ms(Clock::time_point now) const {
-  auto deadline = Clock::time_point::max();
+  auto deadline = timers_ ? timers_->next_deadline() : Clock::time_point::max();
   std::lock_guard lock(mutex_);
   if (stopping_) deadline = std::min(deadline, stop_deadline_);
   if (close_wanted_) deadline = std::min(deadline, close_deadline_);
@@ -200,22 +218,13 @@ void BlockingConnection::read_once(Session& session) {
     std::lock_guard lock(mutex_);
     peer_eof_ = true;
   }
-  try {
-    session.on_eof(*this);
-  } catch (...) {
-    fail(Errc::session_failed);
-  }
+  guarded([&] { session.on_eof(*this); });
 }
 
 void BlockingConnection::present(Session& session, std::span<const std::byte> bytes,
                                  bool from_input) {
-  std::size_t consumed;
-  try {
-    consumed = session.on_data(*this, bytes);
-  } catch (...) {
-    fail(Errc::session_failed);
-    return;
-  }
+  std::size_t consumed = 0;
+  if (!guarded([&] { consumed = session.on_data(*this, bytes); })) return;
   if (consumed > bytes.size()) consumed = bytes.size();
   if (from_input) {
     input_.consume(consumed);
@@ -244,15 +253,20 @@ void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source
     wake_owner = enqueue_locked(bytes, source) && source == Source::other;
   }
   if (wake_owner) wake();
+  if (source == Source::own) {
+    unflushed_ = true;
+    if (buffered() >= kEagerFlush) flush();  // a large reply does not wait for the callback's end
+  }
 }
 
 // Returns true when the owner thread must look: output was queued for it or the peer dropped.
 bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source source) {
-  if (outbox_.empty()) {
+  if (outbox_.empty() && source == Source::other) {
     // Writes go out at once when the socket takes them; only the rest is queued. Deliveries
     // from other threads (Hub) do the same, under the mutex and without blocking: the kernel
     // buffer then absorbs a burst as it does under epoll, so a reader that keeps up is not
     // dropped just because its own thread was not scheduled in time.
+    counters_.writes.fetch_add(1, std::memory_order_relaxed);
     ssize_t n = ::send(socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && !would_block(errno)) {
       drop_locked(last_errno());
@@ -342,12 +356,16 @@ void BlockingConnection::drop_locked(std::error_code reason) {
 
 void BlockingConnection::flush() {
   std::lock_guard lock(mutex_);
-  while (socket_ && !outbox_.empty()) {
-    ssize_t n = outbox_.write_to(socket_.get());
-    if (n < 0) {
-      if (!would_block(errno)) drop_locked(last_errno());
-      return;
-    }
+  if (!socket_ || outbox_.empty()) return;
+  // One pass writes until the socket is full (or a budget is spent); POLLOUT brings us back.
+  std::uint64_t writes = 0;
+  ssize_t n = outbox_.write_to(socket_.get(), writes);
+  counters_.writes.fetch_add(writes, std::memory_order_relaxed);
+  if (n < 0) {
+    drop_locked(last_errno());
+    return;
+  }
+  if (n > 0) {
     counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     last_activity_ = Clock::now();
   }
@@ -391,14 +409,74 @@ void BlockingConnection::wake() noexcept {
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
 }
 
-std::error_code BlockingConnection::send_file(int, std::uint64_t, std::uint64_t) {
-  return make_error_code(Errc::wrong_transport);
+std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
+  const bool own = std::this_thread::get_id() == owner_id();
+  {
+    std::lock_guard lock(mutex_);
+    if (!socket_ || dropped_ || close_wanted_ || shutdown_wanted_ || write_shut_) {
+      return errno_code(EPIPE);
+    }
+    if (auto ec = outbox_.append_file(fd, offset, length)) return ec;
+  }
+  if (own) {
+    unflushed_ = true;
+  } else {
+    wake();
+  }
+  return {};
 }
-TimerId BlockingConnection::start_timer(std::chrono::milliseconds, std::chrono::milliseconds) {
-  return kNoTimer;
+
+// Session timers are the owner thread's: a call from elsewhere arms nothing.
+TimerId BlockingConnection::start_timer(std::chrono::milliseconds delay,
+                                        std::chrono::milliseconds period) {
+  if (std::this_thread::get_id() != owner_id() || session_ == nullptr) return kNoTimer;
+  if (!timers_) timers_ = std::make_unique<TimerQueue>();
+  if (delay.count() < 0) delay = std::chrono::milliseconds(0);
+  return timers_->add(Clock::now() + delay, period, [this] {
+    const TimerId id = timers_->running();
+    guarded([&] { session_->on_timer(*this, id); });
+  });
 }
-bool BlockingConnection::cancel_timer(TimerId) {
+
+bool BlockingConnection::cancel_timer(TimerId id) {
+  if (std::this_thread::get_id() != owner_id() || !timers_) return false;
+  return timers_->cancel(id);
+}
+
+void BlockingConnection::say_last_words(std::error_code reason) {
+  try {
+    const std::string words = limits_.protocol->last_words(reason);
+    if (words.empty()) return;
+    std::lock_guard lock(mutex_);
+    if (!socket_) return;
+    counters_.writes.fetch_add(1, std::memory_order_relaxed);
+    [[maybe_unused]] ssize_t n =
+        ::send(socket_.get(), words.data(), words.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  } catch (...) {  // a throwing last_words loses its words, not the connection's close
+  }
+}
+
+void BlockingConnection::run_timers(Clock::time_point now) {
+  if (timers_) timers_->run_due(now);
+}
+
+template <class F>
+bool BlockingConnection::guarded(F&& call) {
+  const char* what = nullptr;
+  std::string text;
+  try {
+    call();
+    return true;
+  } catch (const std::exception& e) {
+    text = e.what();
+    what = text.c_str();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  log(LogLevel::warn, "%s: the protocol handler threw: %s; closing", remote_.c_str(), what);
+  fail(Errc::session_failed);
   return false;
 }
+
 
 }  // namespace reactor

@@ -2,7 +2,9 @@
 // process (fork model), presenting itself to its Session as a Peer.
 //
 // The owning thread sits in serve(): poll() on the socket, a wake eventfd and any side channels
-// (the fork child's relay and signals), reads, calls the session, flushes the outbox. The socket
+// (the fork child's relay and signals), reads, calls the session, flushes the outbox. The
+// session's own output is coalesced: it is written once its callback returns (64 KiB or more at
+// once), so a pipelined burst of requests costs one send. Session timers live on this thread. The socket
 // is nonblocking so that a full send buffer never keeps the thread from noticing a wake-up.
 //
 // Thread safety: send() from the owning thread is the session's own output; send() from any
@@ -26,7 +28,9 @@
 
 #include "reactor/buffer.hpp"
 #include "reactor/fd.hpp"
+#include "reactor/outbox.hpp"
 #include "reactor/session.hpp"
+#include "reactor/timers.hpp"
 
 namespace reactor {
 
@@ -38,12 +42,14 @@ struct BlockingLimits {
   std::size_t max_input = 1u << 20;                // Protocol::max_input()
   std::chrono::milliseconds idle_timeout{0};       // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
+  const Protocol* protocol = nullptr;  // its last_words go to a peer dropped as idle / over input
 };
 
 // Byte totals shared by the connections of one server; updated as bytes move.
 struct BlockingCounters {
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> writes{0};  // output syscalls (send, sendfile)
 };
 
 class BlockingConnection;
@@ -107,6 +113,10 @@ class BlockingConnection final : public Peer {
   std::optional<std::error_code> due_close(Clock::time_point now);
   bool want_read();
   int poll_timeout_ms(Clock::time_point now) const;
+  template <class F>
+  bool guarded(F&& call);
+  void run_timers(Clock::time_point now);
+  void say_last_words(std::error_code reason);
   void read_once(Session& session);
   void present(Session& session, std::span<const std::byte> bytes, bool from_input);
   void flush();
@@ -122,6 +132,9 @@ class BlockingConnection final : public Peer {
 
   // Owner thread only.
   Buffer input_;
+  Session* session_ = nullptr;          // while serve() runs
+  std::unique_ptr<TimerQueue> timers_;  // session timers, made on first use
+  bool unflushed_ = false;              // the session queued output since the last flush
   Clock::time_point last_activity_{};
   bool read_paused_ = false;
   bool hung_up_ = false;
@@ -129,7 +142,7 @@ class BlockingConnection final : public Peer {
   // Guarded by mutex_: the outbox, the socket's life, and requests from other threads.
   mutable std::mutex mutex_;
   Fd socket_;
-  Buffer outbox_;
+  Outbox outbox_;
   std::error_code drop_reason_;
   bool dropped_ = false;
   bool close_wanted_ = false;

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -89,7 +90,7 @@ void BlockingListeners::accept_from(Listener& listener, std::vector<AcceptedSock
         continue;
       default:
         // ENOBUFS, ENOMEM and friends: back off rather than spin.
-        std::fprintf(stderr, "reactor: accept: %s; pausing the listener briefly\n",
+        log(LogLevel::warn, "accept: %s; pausing the listener briefly",
                      std::strerror(errno));
         listener.paused_until = Clock::now() + kPauseAfterError;
         return;
@@ -122,6 +123,13 @@ void BlockingListeners::close_in_child() noexcept {
   for (auto& listener : listeners_) listener.fd.reset();
   listeners_.clear();
   reserve_.reset();
+}
+
+void BlockingListeners::pause_all(std::chrono::milliseconds pause) {
+  const auto until = Clock::now() + pause;
+  for (auto& listener : listeners_) {
+    if (listener.paused_until < until) listener.paused_until = until;
+  }
 }
 
 }  // namespace reactor

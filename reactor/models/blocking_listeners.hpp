@@ -47,6 +47,9 @@ class BlockingListeners {
 
   // Stops accepting: closes the listeners and unlinks their UNIX socket files.
   void close_all();
+  // Stops accepting on every listener for `pause` (out of threads or processes: accepting more
+  // would only close them unserved, over and over).
+  void pause_all(std::chrono::milliseconds pause);
   // In a forked child: closes the descriptors but leaves the socket files to the parent.
   void close_in_child() noexcept;
 

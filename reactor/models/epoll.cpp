@@ -1,6 +1,7 @@
 #include "reactor/models/epoll.hpp"
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -33,6 +34,7 @@ EpollServer::EpollServer(Loop& loop, Protocol& protocol, const ServerOptions& op
   connection_options_.max_outbox = protocol.max_outbox();
   connection_options_.max_input = protocol.max_input();
   connection_options_.hub = hub_;
+  connection_options_.protocol = &protocol;
   ignore_sigpipe();
 }
 
@@ -76,6 +78,7 @@ void EpollServer::accept(Fd fd, Transport transport) {
   if (shutting_down_ ||
       (options_.max_connections != 0 && connections_.size() >= options_.max_connections)) {
     ++rejected_;
+    if (!shutting_down_) refuse_connection(fd.get(), transport, protocol_);
     return;  // fd closes here: the client sees the connection closed at once
   }
   std::unique_ptr<Session> session;
@@ -128,6 +131,7 @@ ServerStats EpollServer::stats() const {
   s.failed = c.failed;
   s.bytes_in = c.bytes_in;
   s.bytes_out = c.bytes_out;
+  s.writes = c.writes;
   s.read_pauses = c.read_pauses;
   s.live = connections_.size();
   s.rejected = rejected_;
@@ -160,9 +164,9 @@ class EpollModel final : public Model {
     if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
     auto on_signal = [](int, void* self) { static_cast<EpollModel*>(self)->begin_shutdown(); };
     if (auto ec = loop_->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
-    loop_->run();
+    auto failure = loop_->run();
     final_stats_ = server_.stats();
-    return {};
+    return failure;
   }
 
   void request_stop() override {

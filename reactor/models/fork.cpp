@@ -8,12 +8,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <list>
 #include <unordered_map>
 #include <vector>
 
 #include "reactor/error.hpp"
 #include "reactor/local_hub.hpp"
+#include "reactor/log.hpp"
 #include "reactor/models/blocking_connection.hpp"
 #include "reactor/models/blocking_listeners.hpp"
 #include "reactor/models/blocking_signals.hpp"
@@ -70,6 +73,7 @@ struct ForkModel::State {
     limits.max_outbox = protocol.max_outbox();
     limits.max_input = protocol.max_input();
     limits.idle_timeout = options.idle_timeout;
+    limits.protocol = &protocol;
     wake = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     scratch.resize(kRelayFrameMax + 1);
   }
@@ -96,6 +100,7 @@ struct ForkModel::State {
   std::atomic<bool> stop_requested{false};
   bool ran = false;
   bool stopping = false;
+  bool out_of_processes = false;  // the last fork failed (logged once per burst)
   bool killed = false;
   Clock::time_point deadline;
 
@@ -111,18 +116,21 @@ struct ForkModel::State {
   std::atomic<std::uint64_t> live{0};
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> writes{0};
 };
 
 void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
   if (stopping || (options.max_connections != 0 &&
                    live.load(std::memory_order_relaxed) >= options.max_connections)) {
     rejected.fetch_add(1, std::memory_order_relaxed);
+    if (!stopping) refuse_connection(socket.fd.get(), socket.transport, protocol);
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
   if (socket.transport == Transport::tcp) set_no_delay(socket.fd.get(), true);
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     shed.fetch_add(1, std::memory_order_relaxed);
+    log(LogLevel::warn, "socketpair for a child: %s; connection shed", std::strerror(errno));
     return;
   }
   Fd parent_end(pair[0]);
@@ -138,8 +146,15 @@ void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
   pid_t pid = ::fork();
   if (pid < 0) {
     shed.fetch_add(1, std::memory_order_relaxed);  // EAGAIN/ENOMEM: out of processes
+    if (!out_of_processes) {
+      log(LogLevel::warn, "cannot fork for %s (%s); refusing connections briefly", remote.c_str(),
+          std::strerror(errno));
+    }
+    out_of_processes = true;
+    listeners.pause_all(std::chrono::milliseconds(100));
     return;
   }
+  out_of_processes = false;
   if (pid == 0) {
     parent_end.reset();
     run_child(std::move(socket.fd), std::move(child_end), std::move(remote), parent, signals);
@@ -198,6 +213,7 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
   }
   report.bytes_in = counters.bytes_in.load(std::memory_order_relaxed);
   report.bytes_out = counters.bytes_out.load(std::memory_order_relaxed);
+  report.writes = counters.writes.load(std::memory_order_relaxed);
   relay_client.report(report);
   ::_exit(0);
 }
@@ -259,6 +275,7 @@ void ForkModel::State::retire_finished() {
     } else {
       bytes_in.fetch_add(child.report->bytes_in, std::memory_order_relaxed);
       bytes_out.fetch_add(child.report->bytes_out, std::memory_order_relaxed);
+      writes.fetch_add(child.report->writes, std::memory_order_relaxed);
       if (child.report->outcome == ChildReport::failed) {
         failed.fetch_add(1, std::memory_order_relaxed);
       } else if (child.report->outcome == ChildReport::rejected) {
@@ -401,6 +418,7 @@ ServerStats ForkModel::stats() const {
   out.live = s.live.load(std::memory_order_relaxed);
   out.bytes_in = s.bytes_in.load(std::memory_order_relaxed);
   out.bytes_out = s.bytes_out.load(std::memory_order_relaxed);
+  out.writes = s.writes.load(std::memory_order_relaxed);
   return out;
 }
 

@@ -33,6 +33,7 @@ struct ServerStats {
   std::uint64_t datagrams_out = 0;
   std::uint64_t datagrams_too_large = 0;
   std::uint64_t read_pauses = 0;  // backpressure events (epoll model)
+  std::uint64_t writes = 0;       // output syscalls on stream connections (send, sendfile)
 };
 
 class Model {
@@ -48,5 +49,14 @@ class Model {
   // Totals; exact once run() has returned.
   virtual ServerStats stats() const = 0;
 };
+
+}  // namespace reactor
+
+namespace reactor {
+
+// A connection the server turns away (over max_connections): logged at info with the peer's
+// address, then the protocol's last_words(Errc::too_many_connections) are sent, best effort and
+// never blocking. The caller closes `fd`.
+void refuse_connection(int fd, Transport transport, const Protocol& protocol) noexcept;
 
 }  // namespace reactor

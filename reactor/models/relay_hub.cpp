@@ -253,6 +253,7 @@ void RelayClient::report(const ChildReport& report) {
   Writer w(message_);
   w.u64(report.bytes_in);
   w.u64(report.bytes_out);
+  w.u64(report.writes);
   w.u8(report.outcome);
   send_message(RelayType::report, message_);
 }
@@ -429,6 +430,7 @@ void RelayMember::handle(LocalHub& hub, RelayType type, std::span<const std::byt
       ChildReport report;
       report.bytes_in = r.u64();
       report.bytes_out = r.u64();
+      report.writes = r.u64();
       auto outcome = r.u8();
       if (r.ok() && outcome <= ChildReport::rejected) {
         report.outcome = static_cast<ChildReport::Outcome>(outcome);

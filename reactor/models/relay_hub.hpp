@@ -52,6 +52,7 @@ struct ChildReport {
   enum Outcome : std::uint8_t { clean = 0, failed = 1, rejected = 2 };
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
+  std::uint64_t writes = 0;
   Outcome outcome = clean;
 };
 

@@ -88,6 +88,7 @@ class ReuseportModel final : public Model {
     total.live += s.live;
     total.bytes_in += s.bytes_in;
     total.bytes_out += s.bytes_out;
+    total.writes += s.writes;
     total.datagrams_in += s.datagrams_in;
     total.datagrams_out += s.datagrams_out;
     total.datagrams_too_large += s.datagrams_too_large;

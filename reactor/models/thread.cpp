@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "reactor/error.hpp"
+#include "reactor/log.hpp"
 #include "reactor/local_hub.hpp"
 #include "reactor/models/blocking_connection.hpp"
 #include "reactor/models/blocking_listeners.hpp"
@@ -94,6 +95,7 @@ struct ThreadModel::State {
     limits.max_outbox = protocol.max_outbox();
     limits.max_input = protocol.max_input();
     limits.idle_timeout = options.idle_timeout;
+    limits.protocol = &protocol;
     wake = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   }
 
@@ -112,6 +114,7 @@ struct ThreadModel::State {
   std::atomic<bool> stop_requested{false};
   bool ran = false;
   bool stopping = false;
+  bool out_of_threads = false;  // the last thread creation failed (logged once per burst)
   std::chrono::steady_clock::time_point deadline;
 
   std::list<Worker> workers;  // run()'s thread only
@@ -130,13 +133,17 @@ void ThreadModel::State::start_worker(AcceptedSocket socket) {
   if (stopping || (options.max_connections != 0 &&
                    live.load(std::memory_order_relaxed) >= options.max_connections)) {
     rejected.fetch_add(1, std::memory_order_relaxed);
+    if (!stopping) refuse_connection(socket.fd.get(), socket.transport, protocol);
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
   if (socket.transport == Transport::tcp) set_no_delay(socket.fd.get(), true);
   std::unique_ptr<Session> session;
   try {
     session = protocol.open(hub);
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, "the protocol failed to open a session: %s", e.what());
   } catch (...) {
+    log(LogLevel::warn, "the protocol failed to open a session");
   }
   if (!session) {
     rejected.fetch_add(1, std::memory_order_relaxed);
@@ -154,8 +161,16 @@ void ThreadModel::State::start_worker(AcceptedSocket socket) {
   accepted.fetch_add(1, std::memory_order_relaxed);
   try {
     worker.thread = std::thread([this, &worker] { serve(worker); });
-  } catch (const std::system_error&) {
-    // No thread for it (EAGAIN): the session never opened, so it hears nothing.
+    out_of_threads = false;
+  } catch (const std::system_error& e) {
+    // No thread for it (EAGAIN: RLIMIT_NPROC, memory): the session never opened, so it hears
+    // nothing. Say so once per burst and stop accepting briefly instead of churning.
+    if (!out_of_threads) {
+      log(LogLevel::warn, "cannot start a thread for %s (%s); refusing connections briefly",
+          worker.connection->remote().c_str(), e.code().message().c_str());
+    }
+    out_of_threads = true;
+    listeners.pause_all(std::chrono::milliseconds(100));
     live.fetch_sub(1, std::memory_order_relaxed);
     accepted.fetch_sub(1, std::memory_order_relaxed);
     rejected.fetch_add(1, std::memory_order_relaxed);
@@ -287,6 +302,7 @@ ServerStats ThreadModel::stats() const {
   out.live = s.live.load(std::memory_order_relaxed);
   out.bytes_in = s.counters.bytes_in.load(std::memory_order_relaxed);
   out.bytes_out = s.counters.bytes_out.load(std::memory_order_relaxed);
+  out.writes = s.counters.writes.load(std::memory_order_relaxed);
   return out;
 }
 
