@@ -134,6 +134,11 @@ assert r.set("py:gone", "x", px=1)
 deadline = time.time() + 10
 while r.get("py:gone") is not None and time.time() < deadline: time.sleep(0.01)
 assert r.get("py:gone") is None
+base = r.dbsize()
+for i in range(50): r.set("py:ex%d" % i, i, px=30)
+deadline = time.time() + 10  # active expiry: nobody touches these keys again
+while r.dbsize() != base and time.time() < deadline: time.sleep(0.02)
+assert r.dbsize() == base, (r.dbsize(), base)
 p = r.pipeline(transaction=False)
 for i in range(100): p.set("py:p%d" % i, i)
 p.get("py:p42"); p.incr("py:p42")
