@@ -377,9 +377,9 @@ TEST_CASE("configuration from --args, and the words for a refused connection") {
   CHECK(config.maxmemory == 10u << 20);
   CHECK(config.limits.max_bulk == 1u << 20);
   CHECK_FALSE(parse_resp_config("maxmemory=lots", config, error));
-  CHECK(error == "resp: maxmemory=lots: expected a number");
+  CHECK(error == "maxmemory=lots: expected a number");
   CHECK_FALSE(parse_resp_config("colour=blue", config, error));
-  CHECK(error.starts_with("resp: unknown option 'colour'"));
+  CHECK(error.starts_with("unknown option 'colour'"));
 
   RespProtocol protocol;
   CHECK(protocol.last_words(reactor::Errc::too_many_connections) ==

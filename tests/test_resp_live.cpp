@@ -237,5 +237,5 @@ TEST_CASE("resp rejects bad --args with one line and exit 2") {
   auto p = test::run_to_exit(
       kServer, {"--protocol", "resp", "--args", "maxmemory=lots", "--listen", "tcp://127.0.0.1:0"});
   CHECK(p.exit_code() == 2);
-  CHECK(p.err() == "reactor-server: --protocol resp: resp: maxmemory=lots: expected a number\n");
+  CHECK(p.err() == "reactor-server: --protocol resp: maxmemory=lots: expected a number\n");
 }

@@ -49,26 +49,26 @@ bool parse_resp_config(std::string_view args, resp::RespConfig& config, std::str
     const std::string_view value =
         equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
     if (key != "maxmemory" && key != "proto-max-bulk-len" && key != "max-multibulk-len") {
-      error = "resp: unknown option '" + std::string(key) +
+      error = "unknown option '" + std::string(key) +
               "' (known: maxmemory=BYTES, proto-max-bulk-len=BYTES, max-multibulk-len=N)";
       return false;
     }
     std::size_t n = 0;
     if (!parse_bytes(value, n)) {
-      error = "resp: " + std::string(key) + "=" + std::string(value) + ": expected a number";
+      error = std::string(key) + "=" + std::string(value) + ": expected a number";
       return false;
     }
     if (key == "maxmemory") {
       config.maxmemory = n;
     } else if (key == "proto-max-bulk-len") {
       if (n < 1024 || n > (std::size_t{1} << 32)) {
-        error = "resp: proto-max-bulk-len needs 1kb to 4gb";
+        error = "proto-max-bulk-len needs 1kb to 4gb";
         return false;
       }
       config.limits.max_bulk = n;
     } else {  // max-multibulk-len
       if (n < 1 || n > (std::size_t{1} << 31)) {
-        error = "resp: max-multibulk-len needs 1 to 2147483648";
+        error = "max-multibulk-len needs 1 to 2147483648";
         return false;
       }
       config.limits.max_multibulk = n;
