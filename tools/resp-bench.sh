@@ -47,7 +47,7 @@ start() {
     taskset -c "$server_cpu" "$server" --protocol resp --model "$model" \
       --listen tcp://127.0.0.1:0 >"$work/server.out" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
       port=$(sed -n 's/^listening on tcp:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/server.out")
       [ -n "$port" ] && break
       sleep 0.1
@@ -58,11 +58,11 @@ start() {
       --appendonly no --daemonize no --logfile "$work/redis.log" &
     pid=$!
   fi
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     redis-cli -h 127.0.0.1 -p "${port:-0}" ping >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "resp-bench: $target did not start" >&2
+  echo "resp-bench: $target did not start within 30 s: $(cat "$work"/*.out "$work"/*.log 2>/dev/null | tail -n 3)" >&2
   exit 1
 }
 
