@@ -252,11 +252,13 @@ void ChatSession::set_nick(Peer& peer, std::string_view name) {
     room_key_ = key_of(room_);
     hub_.join(room_key_, peer);
     hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
+    hub_.set_farewell(room_key_, compose({"* ", nick_, " left"}), peer);
     send_line(peer, {"OK nick ", nick_, ", joined ", room_});
     return;
   }
   hub_.publish(room_key_, compose({"* ", nick_, " is now ", name}), &peer);
   nick_ = name;
+  hub_.set_farewell(room_key_, compose({"* ", nick_, " left"}), peer);
   send_line(peer, {"OK nick ", nick_});
 }
 
@@ -272,6 +274,7 @@ void ChatSession::join(Peer& peer, std::string_view room) {
   room_key_ = key_of(room);
   hub_.join(room_key_, peer);
   hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
+  hub_.set_farewell(room_key_, compose({"* ", nick_, " left"}), peer);
   send_line(peer, {"OK joined ", room_});
 }
 

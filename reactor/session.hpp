@@ -109,6 +109,11 @@ class Hub {
   virtual std::vector<std::string> members(std::string_view room) = 0;
   // Leaves every room and releases the name: what a session does in on_close.
   virtual void forget(Peer& peer) = 0;
+  // What the hub publishes to `room` for this peer if it vanishes without its session's on_close
+  // (a fork-model child killed by a signal): chat's "* NAME left". Replaces the previous one;
+  // empty bytes clear it. Models whose sessions always hear on_close ignore it (the default).
+  virtual void set_farewell(std::string_view /*room*/, std::span<const std::byte> /*bytes*/,
+                            Peer& /*peer*/) {}
 
  protected:
   ~Hub() = default;

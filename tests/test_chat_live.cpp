@@ -5,13 +5,18 @@
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <charconv>
 #include <condition_variable>
 #include <future>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "process.hpp"
@@ -518,4 +523,66 @@ TEST_CASE("chat drops a client that never reads, while a reading client gets eve
     CHECK(slow_expected < published);
     CHECK((slow->last_error() == "eof" || slow->last_error() == std::strerror(ECONNRESET)));
   });
+}
+
+namespace {
+
+// The pid of the server's child process that holds the TCP connection whose client end is
+// `client_fd` (fork model: one child per connection), found through /proc; -1 if none.
+pid_t child_serving(pid_t server, int client_fd) {
+  sockaddr_storage local{};
+  socklen_t length = sizeof(local);
+  REQUIRE(::getsockname(client_fd, reinterpret_cast<sockaddr*>(&local), &length) == 0);
+  const unsigned port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+  // The server's end of that connection has our port as its remote port: find its inode.
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line, inode;
+  std::getline(tcp, line);
+  while (std::getline(tcp, line)) {
+    std::istringstream in(line);
+    std::string slot, local_address, remote_address, state, queues, timer, retransmits, uid,
+        timeout;
+    in >> slot >> local_address >> remote_address >> state >> queues >> timer >> retransmits >>
+        uid >> timeout >> inode;
+    if (std::stoul(remote_address.substr(remote_address.find(':') + 1), nullptr, 16) == port) break;
+    inode.clear();
+  }
+  if (inode.empty()) return -1;
+  std::ifstream children("/proc/" + std::to_string(server) + "/task/" + std::to_string(server) +
+                         "/children");
+  for (pid_t child; children >> child;) {
+    std::error_code ec;
+    for (const auto& fd : std::filesystem::directory_iterator(
+             "/proc/" + std::to_string(child) + "/fd", ec)) {
+      std::error_code link_ec;
+      if (std::filesystem::read_symlink(fd.path(), link_ec).string() == "socket:[" + inode + "]") {
+        return child;
+      }
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("chat under fork: a child killed with SIGKILL still says its user left the room") {
+  auto server = test::start_server(
+      kServer, {"--protocol", "chat", "--model", "fork", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  const auto& tcp = server->addresses[0];
+  auto alice = join_as(tcp, "alice");
+  auto bob = join_as(tcp, "bob");
+  CHECK(alice->line() == "* bob joined");
+  CHECK(bob->ask("/join dev") == "OK joined dev");
+  CHECK(alice->line() == "* bob left");
+  CHECK(alice->ask("/join dev") == "OK joined dev");
+  CHECK(bob->line() == "* alice joined");
+  const pid_t bobs_child = child_serving(server->process.pid(), bob->fd());
+  REQUIRE(bobs_child > 0);
+  REQUIRE(::kill(bobs_child, SIGKILL) == 0);
+  CHECK(alice->line() == "* bob left");
+  // The nick is free again and the room knows one member.
+  CHECK(alice->ask("/who") == "OK 1 in dev: alice");
+  auto again = join_as(tcp, "bob");
+  test::stop_server(*server);
 }

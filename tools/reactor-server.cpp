@@ -14,6 +14,7 @@
 #include "reactor/models/model.hpp"
 #include "reactor/socket.hpp"
 #include "server_args.hpp"
+#include "server_hub.hpp"
 #include "server_models.hpp"
 
 namespace {
@@ -97,6 +98,9 @@ int main(int argc, char** argv) {
     addresses.push_back(*address);
   }
 
+  if (!args->hub.empty() && !reactor::tools::check_hub_url(args->hub, error)) {
+    return fail(2, error);
+  }
   auto protocol = entry->create(args->protocol_args, error);
   if (!protocol) return fail(2, "--protocol " + args->protocol + ": " + error);
 
@@ -113,7 +117,10 @@ int main(int argc, char** argv) {
   options.max_connections = args->max_connections;
   options.shutdown_grace = args->shutdown_grace;
   options.workers = args->workers;
-  auto model = reactor::tools::make_model(args->model, *protocol, options);
+  auto model = args->hub.empty() ? reactor::tools::make_model(args->model, *protocol, options)
+                                 : reactor::tools::make_hub_model(args->model, args->hub, *protocol,
+                                                                  options, error);
+  if (!model && !args->hub.empty()) return fail(1, error);
   if (!model) return fail(1, "cannot start the " + args->model + " model");
 
   for (std::size_t i = 0; i < addresses.size(); ++i) {

@@ -21,6 +21,8 @@ const char* const kServerUsage =
     "  --model MODEL          epoll (default), fork, thread or reuseport\n"
     "  --workers N            reuseport: number of loops (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
+    "  --hub redis://HOST:PORT[?ttl=SECONDS]  share chat rooms and nicks with every server on\n"
+    "                         that Redis (epoll and reuseport; exit 1 if Redis is unreachable)\n"
     "  --idle-timeout SECONDS close connections silent for this long; 0 means never (the\n"
     "                         default); in milliseconds: 0.0001 is refused, not rounded to 0\n"
     "  --max-connections N    refuse connections beyond N, 1 to 100000000 (default: no limit;\n"
@@ -117,6 +119,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       if (!take()) return std::nullopt;
       if (value.empty()) return bad("empty path");
       args.plugins.emplace_back(value);
+    } else if (flag == "--hub") {
+      if (!take()) return std::nullopt;
+      if (!value.starts_with("redis://")) return bad("expected redis://HOST:PORT");
+      args.hub = value;
     } else if (flag == "--model") {
       if (!take()) return std::nullopt;
       if (value != "epoll" && value != "fork" && value != "thread" && value != "reuseport") {
@@ -165,6 +171,10 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
   }
   if (args.workers != 0 && args.model != "reuseport") {
     error = "--workers applies to --model reuseport only";
+    return std::nullopt;
+  }
+  if (!args.hub.empty() && args.model != "epoll" && args.model != "reuseport") {
+    error = "--hub runs on --model epoll or reuseport only (not " + args.model + ")";
     return std::nullopt;
   }
   return args;

@@ -16,6 +16,7 @@ struct ServerArgs {
   std::string protocol_args;
   std::vector<std::string> listen;
   std::vector<std::string> plugins;
+  std::string hub;  // redis://HOST:PORT: rooms and names shared through Redis; empty: local
   std::string model = "epoll";
   std::chrono::milliseconds idle_timeout{0};
   std::size_t max_connections = 0;

@@ -153,10 +153,12 @@ namespace {
 
 class EpollModel final : public Model {
  public:
-  EpollModel(std::unique_ptr<Loop> loop, Protocol& protocol, const ModelOptions& options)
-      : loop_(std::move(loop)),
+  EpollModel(std::unique_ptr<Loop> owned, Loop& loop, Protocol& protocol,
+             const ModelOptions& options, Hub* hub)
+      : owned_loop_(std::move(owned)),
+        loop_(&loop),
         options_(options),
-        server_(*loop_, protocol, server_options(options)) {}
+        server_(*loop_, protocol, server_options(options), hub) {}
 
   Result<Address> listen(const Address& address) override { return server_.listen(address); }
 
@@ -188,7 +190,8 @@ class EpollModel final : public Model {
     server_.shutdown(options_.shutdown_grace, [this] { loop_->stop(); });
   }
 
-  std::unique_ptr<Loop> loop_;
+  std::unique_ptr<Loop> owned_loop_;  // null when the caller owns the loop
+  Loop* loop_;
   ModelOptions options_;
   EpollServer server_;
   ServerStats final_stats_;
@@ -200,7 +203,13 @@ class EpollModel final : public Model {
 std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& options) {
   auto loop = Loop::create();
   if (!loop) return nullptr;
-  return std::make_unique<EpollModel>(std::move(*loop), protocol, options);
+  Loop& borrowed = **loop;
+  return std::make_unique<EpollModel>(std::move(*loop), borrowed, protocol, options, nullptr);
+}
+
+std::unique_ptr<Model> make_epoll_model(Loop& loop, Protocol& protocol, const ModelOptions& options,
+                                        Hub* hub) {
+  return std::make_unique<EpollModel>(nullptr, loop, protocol, options, hub);
 }
 
 }  // namespace reactor

@@ -70,5 +70,9 @@ namespace reactor {
 // The epoll model behind the Model interface: one Loop and one EpollServer on the calling
 // thread. run() takes SIGINT/SIGTERM through a signalfd and shuts down gracefully.
 std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& options);
+// The same on a loop the caller owns (it must outlive the model), with `hub` for the sessions
+// (null: a LocalHub): for hubs that live on the loop themselves, like reactor-redis's RedisHub.
+std::unique_ptr<Model> make_epoll_model(Loop& loop, Protocol& protocol, const ModelOptions& options,
+                                        Hub* hub);
 
 }  // namespace reactor

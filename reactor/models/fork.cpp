@@ -66,6 +66,7 @@ struct ForkModel::State {
     pid_t pid = 0;
     std::unique_ptr<RelayMember> member;  // null once the relay is done (the hub forgot it)
     std::optional<ChildReport> report;
+    std::pair<std::string, std::vector<std::byte>> farewell;  // taken from the member
     bool reaped = false;
   };
 
@@ -223,6 +224,7 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
 void ForkModel::State::relay_done(Child& child) {
   if (!child.member) return;
   child.report = child.member->report();
+  child.farewell = child.member->take_farewell();
   hub.forget(*child.member);
   child.member.reset();
 }
@@ -235,6 +237,11 @@ void ForkModel::State::reap_one(Child& child, int status) {
     relay_done(child);
   }
   if (child.report && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) child.report.reset();
+  // Killed before its session's on_close could say goodbye: the parent says it for it.
+  if (!child.report && !child.farewell.first.empty()) {
+    hub.publish(child.farewell.first, child.farewell.second, nullptr);
+  }
+  child.farewell = {};
 }
 
 void ForkModel::State::reap() {

@@ -182,6 +182,13 @@ void RelayClient::leave(std::string_view room, Peer&) {
   call(RelayType::leave, message_);
 }
 
+void RelayClient::set_farewell(std::string_view room, std::span<const std::byte> bytes, Peer&) {
+  Writer w(message_);
+  w.str(room);
+  w.rest(bytes);
+  send_message(RelayType::farewell, message_);
+}
+
 void RelayClient::publish(std::string_view room, std::span<const std::byte> bytes,
                           const Peer* except) {
   Writer w(message_);
@@ -379,6 +386,15 @@ void RelayMember::handle(LocalHub& hub, RelayType type, std::span<const std::byt
       auto room = r.str();
       auto bytes = r.rest();
       if (r.ok()) hub.publish(room, bytes, except_self ? this : nullptr);
+      break;
+    }
+    case RelayType::farewell: {
+      auto room = r.str();
+      auto bytes = r.rest();
+      if (r.ok()) {
+        farewell_room_.assign(bytes.empty() ? std::string_view() : room);
+        farewell_bytes_.assign(bytes.begin(), bytes.end());
+      }
       break;
     }
     case RelayType::claim_name: {

@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "reactor/fd.hpp"
@@ -41,6 +42,7 @@ enum class RelayType : std::uint8_t {
   report,   // child -> parent, last message: ChildReport
   deliver,  // parent -> child: bytes for the client (frames are a byte stream)
   answer,   // parent -> child: the answer to the pending call
+  farewell,  // child -> parent: what to publish if the child dies without a report
 };
 
 constexpr std::size_t kRelayChunk = 32 * 1024;
@@ -75,6 +77,7 @@ class RelayClient final : public Hub, public SideChannel {
   std::vector<RoomInfo> rooms() override;
   std::vector<std::string> members(std::string_view room) override;
   void forget(Peer& peer) override;
+  void set_farewell(std::string_view room, std::span<const std::byte> bytes, Peer& peer) override;
 
   int fd() const override { return relay_.get(); }
   void on_readable(BlockingConnection& connection) override;
@@ -126,6 +129,10 @@ class RelayMember final : public Peer {
   // Sends queued frames until the socket is full.
   void flush();
   const std::optional<ChildReport>& report() const noexcept { return report_; }
+  // The child's farewell (room, bytes); empty room: none.
+  std::pair<std::string, std::vector<std::byte>> take_farewell() {
+    return {std::move(farewell_room_), std::move(farewell_bytes_)};
+  }
 
  private:
   void handle(LocalHub& hub, RelayType type, std::span<const std::byte> payload);
@@ -143,6 +150,8 @@ class RelayMember final : public Peer {
   std::vector<std::byte> assembled_;
   std::vector<std::byte> encoded_;
   std::optional<ChildReport> report_;
+  std::string farewell_room_;
+  std::vector<std::byte> farewell_bytes_;
 };
 
 }  // namespace reactor

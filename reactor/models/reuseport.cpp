@@ -13,9 +13,14 @@ namespace {
 
 class ReuseportModel final : public Model {
  public:
-  ReuseportModel(std::vector<std::unique_ptr<Loop>> loops, Protocol& protocol,
-                 const ModelOptions& options)
-      : options_(options), loops_(std::move(loops)), hub_(raw(loops_)) {
+  // `hubs` empty: the loops share a ShardHub; else loop i's sessions use hubs[i].
+  ReuseportModel(std::vector<std::unique_ptr<Loop>> owned, std::vector<Loop*> loops,
+                 Protocol& protocol, const ModelOptions& options, std::vector<Hub*> hubs)
+      : options_(options), owned_loops_(std::move(owned)), loops_(std::move(loops)) {
+    if (hubs.empty()) {
+      shard_hub_ = std::make_unique<ShardHub>(loops_);
+      for (std::size_t i = 0; i < loops_.size(); ++i) hubs.push_back(&shard_hub_->shard(i));
+    }
     ServerOptions server_options;
     server_options.idle_timeout = options.idle_timeout;
     // The limit is per process; each loop takes its share (rounded up).
@@ -26,7 +31,7 @@ class ReuseportModel final : public Model {
     server_options.reuse_port = true;
     for (std::size_t i = 0; i < loops_.size(); ++i) {
       servers_.push_back(
-          std::make_unique<EpollServer>(*loops_[i], protocol, server_options, &hub_.shard(i)));
+          std::make_unique<EpollServer>(*loops_[i], protocol, server_options, hubs[i]));
     }
   }
 
@@ -53,7 +58,7 @@ class ReuseportModel final : public Model {
     if (auto ec = loops_[0]->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < loops_.size(); ++i) {
-      threads.emplace_back([loop = loops_[i].get()] { loop->run(); });
+      threads.emplace_back([loop = loops_[i]] { loop->run(); });
     }
     loops_[0]->run();
     for (auto& t : threads) t.join();
@@ -63,7 +68,7 @@ class ReuseportModel final : public Model {
 
   void request_stop() override {
     for (std::size_t i = 0; i < loops_.size(); ++i) {
-      Loop* loop = loops_[i].get();
+      Loop* loop = loops_[i];
       EpollServer* server = servers_[i].get();
       loop->post([loop, server, grace = options_.shutdown_grace] {
         server->shutdown(grace, [loop] { loop->stop(); });
@@ -74,11 +79,6 @@ class ReuseportModel final : public Model {
   ServerStats stats() const override { return final_stats_; }
 
  private:
-  static std::vector<Loop*> raw(const std::vector<std::unique_ptr<Loop>>& loops) {
-    std::vector<Loop*> out;
-    for (const auto& l : loops) out.push_back(l.get());
-    return out;
-  }
   static void add(ServerStats& total, const ServerStats& s) {
     total.accepted += s.accepted;
     total.closed += s.closed;
@@ -96,8 +96,9 @@ class ReuseportModel final : public Model {
   }
 
   ModelOptions options_;
-  std::vector<std::unique_ptr<Loop>> loops_;
-  ShardHub hub_;
+  std::vector<std::unique_ptr<Loop>> owned_loops_;  // empty when the caller owns them
+  std::vector<Loop*> loops_;
+  std::unique_ptr<ShardHub> shard_hub_;  // unless the caller gave hubs
   std::vector<std::unique_ptr<EpollServer>> servers_;
   ServerStats final_stats_;
 };
@@ -107,13 +108,23 @@ class ReuseportModel final : public Model {
 std::unique_ptr<Model> make_reuseport_model(Protocol& protocol, const ModelOptions& options) {
   unsigned workers = options.workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::unique_ptr<Loop>> loops;
+  std::vector<std::unique_ptr<Loop>> owned;
+  std::vector<Loop*> loops;
   for (unsigned i = 0; i < workers; ++i) {
     auto loop = Loop::create();
     if (!loop) return nullptr;
-    loops.push_back(std::move(*loop));
+    loops.push_back(loop->get());
+    owned.push_back(std::move(*loop));
   }
-  return std::make_unique<ReuseportModel>(std::move(loops), protocol, options);
+  return std::make_unique<ReuseportModel>(std::move(owned), std::move(loops), protocol, options,
+                                          std::vector<Hub*>{});
+}
+
+std::unique_ptr<Model> make_reuseport_model(std::vector<Loop*> loops, Protocol& protocol,
+                                            const ModelOptions& options, std::vector<Hub*> hubs) {
+  if (loops.empty() || hubs.size() != loops.size()) return nullptr;
+  return std::make_unique<ReuseportModel>(std::vector<std::unique_ptr<Loop>>{}, std::move(loops),
+                                          protocol, options, std::move(hubs));
 }
 
 }  // namespace reactor
