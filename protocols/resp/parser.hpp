@@ -45,9 +45,9 @@ class RequestParser {
 
   ParserLimits limits_;
   std::vector<std::string_view> args_;
-  std::string scratch_;  // unescaped inline arguments
+  std::string scratch_;            // unescaped inline arguments
   std::vector<std::size_t> ends_;  // where each inline argument ends in scratch_
-  std::string error_;    // "expected '$', got 'x'" names the byte
+  std::string error_;              // "expected '$', got 'x'" names the byte
 };
 
 // Redis's string2ll: optional '-', digits, no leading zeros, no spaces, fits in int64.

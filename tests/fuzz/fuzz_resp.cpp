@@ -48,7 +48,9 @@ struct Client {
 };
 
 std::int64_t g_now = 1'000'000;
-std::int64_t fuzz_clock() { return g_now; }
+std::int64_t fuzz_clock() {
+  return g_now;
+}
 
 void check_parser(std::string_view input) {
   resp::ParserLimits limits;
