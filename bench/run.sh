@@ -3,6 +3,7 @@
 # (epoll vs fork vs thread vs reuseport vs a textbook epoll echo server, same echo protocol).
 # Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
 # --suite http runs tools/reactor-bench-http instead: reactor http vs nginx (docs/http.md).
+# --suite resp runs tools/resp-bench.sh instead: reactor resp vs redis-server (redis-benchmark).
 # Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +30,9 @@ ninja -C build-release >/dev/null
 # The http suite (reactor http vs nginx: wrk req/s, curl GB/s) has its own small driver.
 if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "http" ]; then
   exec build-release/tools/reactor-bench-http "${@:3}"
+fi
+# The resp suite (redis-benchmark vs redis-server) has its own small driver.
+if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "resp" ]; then
+  exec bash tools/resp-bench.sh --server build-release/tools/reactor-server "${@:3}"
 fi
 exec build-release/tools/reactor-bench "$@"

@@ -5,6 +5,7 @@
 #include "protocols/chat.hpp"
 #include "protocols/echo.hpp"
 #include "protocols/http/session.hpp"
+#include "protocols/resp/protocol.hpp"
 
 namespace reactor::protocols {
 namespace {
@@ -18,6 +19,7 @@ constexpr ProtocolEntry kBuiltins[] = {
     {kEchoInfo, &builtin<make_echo>},
     {kChatInfo, &builtin<make_chat>},
     {http::kHttpInfo, &builtin<http::make_http>},
+    {kRespInfo, &builtin<make_resp>},
 };
 
 }  // namespace

@@ -10,11 +10,11 @@
 using reactor::protocols::ProtocolEntry;
 using reactor::protocols::Registry;
 
-TEST_CASE("the built-ins are echo, chat and http, listed with what they need") {
+TEST_CASE("the built-ins are echo, chat, http and resp, listed with what they need") {
   Registry registry;
   std::vector<std::string> names;
   for (const ProtocolEntry& entry : registry.list()) names.emplace_back(entry.info.name);
-  CHECK(names == std::vector<std::string>{"echo", "chat", "http"});
+  CHECK(names == std::vector<std::string>{"echo", "chat", "http", "resp"});
   CHECK(registry.list().size() == reactor::protocols::builtin_protocols().size());
 
   const ProtocolEntry* chat = registry.find("chat");
@@ -27,6 +27,14 @@ TEST_CASE("the built-ins are echo, chat and http, listed with what they need") {
   REQUIRE(echo != nullptr);
   CHECK_FALSE(echo->info.uses_hub);
   CHECK(echo->info.transports == reactor::kAllTransports);
+
+  // resp's store is shared by its sessions: the fork model cannot run it.
+  const ProtocolEntry* resp = registry.find("resp");
+  REQUIRE(resp != nullptr);
+  CHECK(resp->info.shares_memory);
+  CHECK(resp->info.uses_hub);
+  CHECK_FALSE(chat->info.shares_memory);
+  CHECK_FALSE(echo->info.shares_memory);
 }
 
 TEST_CASE("lookup is by exact name") {

@@ -76,6 +76,11 @@ int main(int argc, char** argv) {
     return fail(2, "unknown protocol '" + args->protocol + "' (known: " + known + ")");
   }
 
+  if (entry->info.shares_memory && args->model == "fork") {
+    return fail(
+        2, "protocol " + args->protocol + " needs shared memory: not available under --model fork");
+  }
+
   std::vector<reactor::Address> addresses;
   for (const auto& url : args->listen) {
     auto address = reactor::Address::parse(url);
