@@ -22,6 +22,7 @@ enum class Errc {
   shutting_down,       // server is stopping
   host_not_numeric,    // parse_numeric() got a host name
   too_many_connections,  // refused: the server is at its connection limit
+  fd_too_large,          // select backend: descriptor number >= FD_SETSIZE
 };
 
 const std::error_category& reactor_category() noexcept;

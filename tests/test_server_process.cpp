@@ -21,6 +21,8 @@ std::string unique_path(std::string_view name) {
   return test::temp_socket_path(std::string(name) + "-" + std::to_string(++counter));
 }
 
+void echo_all_transports(const std::string& model);
+
 // Runs `body(model)` once per model in test::kServerModels, each in its own SUBCASE.
 template <class Body>
 void for_each_model(Body body) {
@@ -33,7 +35,8 @@ void for_each_model(Body body) {
 
 std::vector<std::string> model_args(const std::string& model) {
   std::vector<std::string> args = {"--model", model};
-  if (model == "reuseport") args.insert(args.end(), {"--workers", "3"});  // several loops
+  const auto workers = test::workers_args(model, 3);  // several loops, threads or processes
+  args.insert(args.end(), workers.begin(), workers.end());
   return args;
 }
 
@@ -202,12 +205,25 @@ std::string refused_line(const std::vector<std::string>& args) {
 }  // namespace
 
 TEST_CASE("one reactor-server echoes byte-exact over tcp, tcp6, unix, udp and seqpacket") {
+  // Under every model whose registry entry says it serves all five transports.
+  for_each_model([](const std::string& model) {
+    if (test::model_info(model).transports != reactor::kAllTransports) {
+      MESSAGE("skipped: the '" << model << "' model serves stream transports only");
+      return;
+    }
+    echo_all_transports(model);
+  });
+}
+
+namespace {
+
+void echo_all_transports(const std::string& model) {
   const std::string unix_path = unique_path("all-stream");
   const std::string seq_path = unique_path("all-seq");
   auto server = test::start_server(
-      kServer, {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--listen", "tcp://[::1]:0",
-                "--listen", "unix:" + unix_path, "--listen", "udp://127.0.0.1:0", "--listen",
-                "seqpacket:" + seq_path});
+      kServer, {"--protocol", "echo", "--model", model, "--listen", "tcp://127.0.0.1:0", "--listen",
+                "tcp://[::1]:0", "--listen", "unix:" + unix_path, "--listen",
+                "udp://127.0.0.1:0", "--listen", "seqpacket:" + seq_path});
   REQUIRE(server);
   const auto& a = server->addresses;
   REQUIRE(a.size() == 5);
@@ -243,6 +259,8 @@ TEST_CASE("one reactor-server echoes byte-exact over tcp, tcp6, unix, udp and se
   CHECK(::access(unix_path.c_str(), F_OK) != 0);  // socket files removed on the way out
   CHECK(::access(seq_path.c_str(), F_OK) != 0);
 }
+
+}  // namespace
 
 TEST_CASE("every model echoes byte-exact and stops cleanly on SIGTERM with clients connected") {
   for_each_model([](const std::string& model) {
@@ -355,9 +373,11 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
       {{"--protocol", "chat", "--listen", "udp://127.0.0.1:0"},
        "udp://127.0.0.1:0: protocol 'chat' does not run over udp"},
       {{"--protocol", "echo", "--model", "thread", "--listen", "udp://127.0.0.1:0"},
-       "udp://127.0.0.1:0: datagram listeners run on the epoll model only"},
+       "udp://127.0.0.1:0: datagram listeners run on these models only"},
       {{"--protocol", "echo", "--workers", "2", "--listen", "tcp://127.0.0.1:0"},
-       "--workers applies to --model reuseport only"},
+       "--workers does not apply to --model epoll"},
+      {{"--protocol", "chat", "--model", "prefork", "--listen", "tcp://127.0.0.1:0"},
+       "--protocol chat: the prefork model does not run protocols that use the hub"},
       {{"--listen", "tcp://127.0.0.1:0"}, "--protocol is required"},
       {{"--protocol", "echo", "--listen"}, "--listen needs a value"},
       {{"--protocol", "echo", "--model", "coroutine", "--listen", "tcp://127.0.0.1:0"},

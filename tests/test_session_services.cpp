@@ -212,8 +212,9 @@ TEST_CASE("a refused connection hears the protocol's last words, and the refusal
   for (auto model : test::kServerModels) {
     CAPTURE(model);
     std::vector<std::string> extra = {"--max-connections", "1", "--log-level", "info"};
-    // reuseport: the limit holds per loop (each has its own listener); one loop makes it exact.
-    if (model == "reuseport") extra.insert(extra.end(), {"--workers", "1"});
+    // Models with workers: the limit holds per worker (each its share); one makes it exact.
+    const auto workers = test::workers_args(model, 1);
+    extra.insert(extra.end(), workers.begin(), workers.end());
     auto server = start(model, extra);
     if (!server) continue;
     auto first = test::connect_to(server->addresses.at(0));
