@@ -1,9 +1,8 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
-
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -67,7 +66,9 @@ TEST_CASE_TEMPLATE("post from another thread wakes a loop blocked in its wait", 
   CHECK(ran);
 }
 
-TEST_CASE_TEMPLATE("tasks posted from several threads run on the loop thread, each thread's in order", B, LOOP_BACKENDS) {
+TEST_CASE_TEMPLATE(
+    "tasks posted from several threads run on the loop thread, each thread's in order", B,
+    LOOP_BACKENDS) {
   auto loop = make_loop_on(B::backend);
   constexpr int kThreads = 4, kEach = 2000;
   std::vector<std::vector<int>> seen(kThreads);
@@ -127,7 +128,8 @@ TEST_CASE_TEMPLATE("signals arrive through signalfd as loop events", B, LOOP_BAC
   CHECK(seen.signo == SIGUSR1);
 }
 
-TEST_CASE_TEMPLATE("an event for a watcher removed earlier in the same batch is dropped", B, LOOP_BACKENDS) {
+TEST_CASE_TEMPLATE("an event for a watcher removed earlier in the same batch is dropped", B,
+                   LOOP_BACKENDS) {
   auto loop = make_loop_on(B::backend);
   auto a = make_pipe();
   auto b = make_pipe();
@@ -146,7 +148,8 @@ TEST_CASE_TEMPLATE("an event for a watcher removed earlier in the same batch is 
   CHECK(loop->stats().stale_events == 1);
 }
 
-TEST_CASE_TEMPLATE("a reused fd number under a new watch never receives the old watch's event", B, LOOP_BACKENDS) {
+TEST_CASE_TEMPLATE("a reused fd number under a new watch never receives the old watch's event", B,
+                   LOOP_BACKENDS) {
   auto loop = make_loop_on(B::backend);
   auto a = make_pipe();
   auto b = make_pipe();

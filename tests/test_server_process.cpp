@@ -2,6 +2,7 @@
 // argument and listener errors, connection limits. Each test starts its own server on port 0
 // (or a unique UNIX path) and reads the bound addresses from its "listening on" lines.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -222,8 +223,8 @@ void echo_all_transports(const std::string& model) {
   const std::string seq_path = unique_path("all-seq");
   auto server = test::start_server(
       kServer, {"--protocol", "echo", "--model", model, "--listen", "tcp://127.0.0.1:0", "--listen",
-                "tcp://[::1]:0", "--listen", "unix:" + unix_path, "--listen",
-                "udp://127.0.0.1:0", "--listen", "seqpacket:" + seq_path});
+                "tcp://[::1]:0", "--listen", "unix:" + unix_path, "--listen", "udp://127.0.0.1:0",
+                "--listen", "seqpacket:" + seq_path});
   REQUIRE(server);
   const auto& a = server->addresses;
   REQUIRE(a.size() == 5);
@@ -468,4 +469,53 @@ TEST_CASE("SIGTERM right after 'listening on' still stops gracefully, on every m
       CHECK(summary.count("connections") == 1);
     }
   }
+}
+
+TEST_CASE("the select model closes, and logs, each connection whose descriptor is >= FD_SETSIZE") {
+  // The server inherits this process's descriptor limit: raise it past FD_SETSIZE for both.
+  constexpr std::size_t kClients = 1100;
+  rlimit limit{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+  if (limit.rlim_cur < kClients + 200) {
+    limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, kClients + 200);
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < kClients + 200) {
+    MESSAGE("skipped: RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low");
+    return;
+  }
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--model", "select", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  std::vector<reactor::Fd> clients;
+  for (std::size_t i = 0; i < kClients; ++i)
+    clients.push_back(test::connect_to(server->addresses[0]));
+  // The server accepts in connection order: the first ones are served, the rest (descriptor
+  // numbers from 1024 up) closed unserved.
+  std::size_t echoed = 0, closed = 0, other = 0;
+  bool prefix = true;
+  for (auto& fd : clients) {
+    REQUIRE_FALSE(reactor::set_receive_timeout(fd.get(), 10s));
+    const ssize_t sent = ::send(fd.get(), "p", 1, MSG_NOSIGNAL);
+    char byte = 0;
+    const ssize_t n = sent == 1 ? ::recv(fd.get(), &byte, 1, 0) : -1;
+    if (n == 1 && byte == 'p') {
+      ++echoed;
+      if (closed > 0) prefix = false;
+    } else if (n == 0 || errno == ECONNRESET || errno == EPIPE) {
+      ++closed;
+    } else {
+      ++other;
+    }
+  }
+  CHECK(other == 0);
+  CHECK(prefix);
+  CHECK(echoed > 900);
+  CHECK(echoed < 1024);
+  CHECK(closed == kClients - echoed);
+  clients.clear();
+  auto summary = test::stop_server(*server);
+  CHECK(summary["shed"] == closed);
+  CHECK(summary["connections"] == echoed);
+  CHECK(server->process.err().find("descriptor above FD_SETSIZE (1024)") != std::string::npos);
 }

@@ -92,17 +92,17 @@ int main(int argc, char** argv) {
           models += (models.empty() ? "" : ", ") + std::string(m.name);
         }
       }
-      return fail(2, "--listen " + url + ": " +
-                         (reactor::is_connection_oriented(address->transport()) ? "seqpacket"
-                                                                                : "datagram") +
-                         " listeners run on these models only: " + models + " (not " +
-                         args->model + ")");
+      return fail(
+          2,
+          "--listen " + url + ": " +
+              (reactor::is_connection_oriented(address->transport()) ? "seqpacket" : "datagram") +
+              " listeners run on these models only: " + models + " (not " + args->model + ")");
     }
     addresses.push_back(*address);
   }
 
-  if (auto why = reactor::model_refuses(model_info, entry->info.uses_hub,
-                                        entry->info.shares_memory);
+  if (auto why =
+          reactor::model_refuses(model_info, entry->info.uses_hub, entry->info.shares_memory);
       !why.empty()) {
     return fail(2, "--protocol " + args->protocol + ": " + why);
   }
@@ -142,8 +142,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(s.bytes_out), static_cast<unsigned long long>(s.failed),
       static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.shed),
       static_cast<unsigned long long>(s.datagrams_in),
-      static_cast<unsigned long long>(s.datagrams_out),
-      static_cast<unsigned long long>(s.writes));
+      static_cast<unsigned long long>(s.datagrams_out), static_cast<unsigned long long>(s.writes));
   std::fflush(stdout);
   model.reset();  // before the protocol it drives
   return 0;

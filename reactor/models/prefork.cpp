@@ -67,8 +67,7 @@ class PreforkModel final : public Model {
   }
 
   Result<Address> listen(const Address& address) override {
-    if (!is_connection_oriented(address.transport()) ||
-        is_message_oriented(address.transport())) {
+    if (!is_connection_oriented(address.transport()) || is_message_oriented(address.transport())) {
       return make_error_code(Errc::wrong_transport);
     }
     auto fd = listen_on(address, {});
@@ -101,8 +100,7 @@ class PreforkModel final : public Model {
       }
       int timeout = -1;
       if (stopping_ && !killed) {
-        auto left =
-            std::chrono::ceil<std::chrono::milliseconds>(kill_at - Clock::now()).count();
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(kill_at - Clock::now()).count();
         timeout = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
       }
       // Restarting after a crash is throttled: a worker that dies at once would otherwise spin.

@@ -60,8 +60,7 @@ class ThreadpoolModel final : public Model {
   }
 
   Result<Address> listen(const Address& address) override {
-    if (!is_connection_oriented(address.transport()) ||
-        is_message_oriented(address.transport())) {
+    if (!is_connection_oriented(address.transport()) || is_message_oriented(address.transport())) {
       return make_error_code(Errc::wrong_transport);
     }
     auto fd = listen_on(address, {});
@@ -77,9 +76,7 @@ class ThreadpoolModel final : public Model {
   std::error_code run() override {
     // Blocked before the workers start, so only the acceptor's signalfd sees them.
     if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
-    auto on_signal = [](int, void* self) {
-      static_cast<ThreadpoolModel*>(self)->begin_shutdown();
-    };
+    auto on_signal = [](int, void* self) { static_cast<ThreadpoolModel*>(self)->begin_shutdown(); };
     if (auto ec = acceptor_loop_->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
     std::vector<std::thread> threads;
     for (auto& loop : loops_) threads.emplace_back([l = loop.get()] { l->run(); });
@@ -113,9 +110,8 @@ class ThreadpoolModel final : public Model {
     // The descriptor travels as an int (a Task holds no move-only Fd cheaply): the worker owns it
     // from here; a task that never runs leaks nothing, as the loop runs every posted task before
     // it stops.
-    loops_[i]->post([server, raw_fd = fd.release(), transport] {
-      server->adopt(Fd(raw_fd), transport);
-    });
+    loops_[i]->post(
+        [server, raw_fd = fd.release(), transport] { server->adopt(Fd(raw_fd), transport); });
   }
 
   void begin_shutdown() {
@@ -143,9 +139,9 @@ class ThreadpoolModel final : public Model {
   ShardHub hub_;
   std::vector<std::unique_ptr<EpollServer>> servers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::size_t next_ = 0;        // acceptor thread only
-  std::size_t remaining_ = 0;   // acceptor thread only: workers not yet drained
-  bool stopping_ = false;       // acceptor thread only
+  std::size_t next_ = 0;       // acceptor thread only
+  std::size_t remaining_ = 0;  // acceptor thread only: workers not yet drained
+  bool stopping_ = false;      // acceptor thread only
   ServerStats final_stats_;
 };
 

@@ -19,6 +19,7 @@
 #include "client_loop.hpp"
 #include "clients.hpp"
 #include "proc_stats.hpp"
+#include "reactor/models/registry.hpp"
 #include "server_process.hpp"
 
 namespace fault {
