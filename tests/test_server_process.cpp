@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <fstream>
 #include <thread>
 
 #include "process.hpp"
@@ -518,4 +519,58 @@ TEST_CASE("the select model closes, and logs, each connection whose descriptor i
   CHECK(summary["shed"] == closed);
   CHECK(summary["connections"] == echoed);
   CHECK(server->process.err().find("descriptor above FD_SETSIZE (1024)") != std::string::npos);
+}
+
+namespace {
+
+// The pids of `pid`'s children (from /proc; empty if it cannot be read).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  for (long child; in >> child;) out.push_back(static_cast<pid_t>(child));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Checks `done` every 20 ms until it holds or `limit` passes (for /proc state, which no
+// descriptor signals).
+template <class F>
+bool wait_until(F done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::poll(nullptr, 0, 20);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("prefork restarts a worker that dies and keeps serving; SIGTERM still exits 0") {
+  auto server = test::start_server(kServer, {"--protocol", "echo", "--model", "prefork",
+                                             "--workers", "2", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  const pid_t parent = server->process.pid();
+  std::vector<pid_t> workers;
+  const auto two_workers = [&] {
+    workers = children_of(parent);
+    return workers.size() == 2;
+  };
+  REQUIRE(wait_until(two_workers, 10s));
+  const pid_t victim = workers[0];
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  const auto replaced = [&] {
+    return two_workers() && std::find(workers.begin(), workers.end(), victim) == workers.end();
+  };
+  CHECK(wait_until(replaced, 10s));
+  // Both workers (the survivor and the new one) serve: several connections all echo.
+  for (int i = 0; i < 8; ++i) {
+    auto fd = test::connect_to(server->addresses.at(0));
+    test::send_all(fd.get(), "ping");
+    CHECK(text_of(test::read_exact(fd.get(), 4)) == "ping");
+  }
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 8);
+  CHECK(summary["bytes_out"] == 32);
+  CHECK(server->process.err().find("killed by signal 9; starting another") != std::string::npos);
 }
