@@ -40,6 +40,8 @@ class ReactorCategory final : public std::error_category {
         return "host is not a numeric IP address";
       case Errc::too_many_connections:
         return "too many connections";
+      case Errc::fd_too_large:
+        return "descriptor above FD_SETSIZE (1024): the select model cannot watch it";
     }
     return "unknown reactor error";
   }

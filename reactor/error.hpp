@@ -7,21 +7,22 @@
 namespace reactor {
 
 enum class Errc {
-  unknown_scheme = 1,  // "ftp://..." or no scheme at all
-  missing_port,        // "tcp://host" with no ":port"
-  bad_port,            // not a number, or outside 0..65535
-  bad_host,            // empty host, or unbalanced [ ] around an IPv6 literal
-  path_too_long,       // UNIX path longer than sun_path allows
-  empty_path,          // "unix:" with nothing after it
-  message_too_large,   // a datagram or message bigger than the receive buffer
-  too_slow,            // peer's outbox overflowed: it was dropped
-  idle_timeout,        // no traffic for the configured idle time
-  input_too_large,     // session left more unconsumed input than allowed
-  session_failed,      // the protocol handler threw; its connection was closed
-  wrong_transport,     // operation does not fit the address's transport
-  shutting_down,       // server is stopping
-  host_not_numeric,    // parse_numeric() got a host name
+  unknown_scheme = 1,    // "ftp://..." or no scheme at all
+  missing_port,          // "tcp://host" with no ":port"
+  bad_port,              // not a number, or outside 0..65535
+  bad_host,              // empty host, or unbalanced [ ] around an IPv6 literal
+  path_too_long,         // UNIX path longer than sun_path allows
+  empty_path,            // "unix:" with nothing after it
+  message_too_large,     // a datagram or message bigger than the receive buffer
+  too_slow,              // peer's outbox overflowed: it was dropped
+  idle_timeout,          // no traffic for the configured idle time
+  input_too_large,       // session left more unconsumed input than allowed
+  session_failed,        // the protocol handler threw; its connection was closed
+  wrong_transport,       // operation does not fit the address's transport
+  shutting_down,         // server is stopping
+  host_not_numeric,      // parse_numeric() got a host name
   too_many_connections,  // refused: the server is at its connection limit
+  fd_too_large,          // select backend: descriptor number >= FD_SETSIZE
 };
 
 const std::error_category& reactor_category() noexcept;

@@ -1,6 +1,7 @@
 #include "reactor/loop.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/select.h>
 #include <sys/signalfd.h>
 
 #include <cerrno>
@@ -21,7 +22,39 @@ std::uint32_t slot_of(std::uint64_t id) {
 std::uint32_t generation_of(std::uint64_t id) {
   return static_cast<std::uint32_t>(id >> 32);
 }
+
+// Explicit, although Linux gives both the same values.
+short poll_events_of(std::uint32_t epoll_events) {
+  short out = 0;
+  if (epoll_events & EPOLLIN) out |= POLLIN;
+  if (epoll_events & EPOLLPRI) out |= POLLPRI;
+  if (epoll_events & EPOLLOUT) out |= POLLOUT;
+  if (epoll_events & EPOLLRDHUP) out |= POLLRDHUP;
+  return out;
+}
+std::uint32_t epoll_events_of(short revents) {
+  std::uint32_t out = 0;
+  if (revents & POLLIN) out |= EPOLLIN;
+  if (revents & POLLPRI) out |= EPOLLPRI;
+  if (revents & POLLOUT) out |= EPOLLOUT;
+  if (revents & POLLRDHUP) out |= EPOLLRDHUP;
+  if (revents & POLLHUP) out |= EPOLLHUP;
+  if (revents & (POLLERR | POLLNVAL)) out |= EPOLLERR;
+  return out;
+}
 }  // namespace
+
+const char* backend_name(Backend backend) noexcept {
+  switch (backend) {
+    case Backend::epoll:
+      return "epoll";
+    case Backend::poll:
+      return "poll";
+    case Backend::select:
+      return "select";
+  }
+  return "?";
+}
 
 // The eventfd that post() and stop() write to wake a blocked epoll_wait.
 class Loop::Wakeup final : public Watcher {
@@ -62,19 +95,23 @@ class Loop::SignalWatcher final : public Watcher {
   void* context_;
 };
 
-Result<std::unique_ptr<Loop>> Loop::create() {
-  Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll) return last_errno();
+Result<std::unique_ptr<Loop>> Loop::create(Backend backend) {
+  Fd epoll;
+  if (backend == Backend::epoll) {
+    epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll) return last_errno();
+  }
   Fd event(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!event) return last_errno();
-  std::unique_ptr<Loop> loop(new Loop(std::move(epoll)));
+  std::unique_ptr<Loop> loop(new Loop(std::move(epoll), backend));
   loop->wakeup_ = std::make_unique<Wakeup>(*loop, std::move(event));
   auto id = loop->watch(loop->wakeup_->fd(), EPOLLIN, *loop->wakeup_);
   if (!id) return id.error();
   return loop;
 }
 
-Loop::Loop(Fd epoll) : epoll_(std::move(epoll)), now_(Clock::now()) {
+Loop::Loop(Fd epoll, Backend backend)
+    : backend_(backend), epoll_(std::move(epoll)), now_(Clock::now()) {
   events_.resize(kMaxEventsPerWait);
   slots_.emplace_back();  // slot 0 is never used, so no live id equals kNoWatch
 }
@@ -84,6 +121,9 @@ Loop::~Loop() {
 }
 
 Result<WatchId> Loop::watch(int fd, std::uint32_t events, Watcher& watcher) {
+  if (backend_ == Backend::select && (fd < 0 || fd >= FD_SETSIZE)) {
+    return make_error_code(Errc::fd_too_large);
+  }
   std::uint32_t index;
   if (!free_slots_.empty()) {
     index = free_slots_.back();
@@ -94,13 +134,20 @@ Result<WatchId> Loop::watch(int fd, std::uint32_t events, Watcher& watcher) {
   }
   Slot& slot = slots_[index];
   WatchId id = (std::uint64_t{slot.generation} << 32) | index;
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = id;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-    auto ec = last_errno();
-    free_slots_.push_back(index);
-    return ec;
+  if (backend_ == Backend::epoll) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = id;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      auto ec = last_errno();
+      free_slots_.push_back(index);
+      return ec;
+    }
+  } else {
+    if (poll_index_.size() < slots_.size()) poll_index_.resize(slots_.size());
+    poll_index_[index] = static_cast<std::uint32_t>(pollfds_.size());
+    pollfds_.push_back({fd, poll_events_of(events), 0});
+    poll_ids_.push_back(id);
   }
   slot.watcher = &watcher;
   slot.fd = fd;
@@ -112,6 +159,10 @@ std::error_code Loop::modify(WatchId id, std::uint32_t events) {
   if (index >= slots_.size() || slots_[index].generation != generation_of(id) ||
       slots_[index].watcher == nullptr) {
     return errno_code(ENOENT);
+  }
+  if (backend_ != Backend::epoll) {
+    pollfds_[poll_index_[index]].events = poll_events_of(events);
+    return {};
   }
   epoll_event ev{};
   ev.events = events;
@@ -133,7 +184,20 @@ void Loop::release_slot(WatchId id, bool delete_from_epoll) {
   if (index == 0 || index >= slots_.size()) return;
   Slot& slot = slots_[index];
   if (slot.generation != generation_of(id) || slot.watcher == nullptr) return;
-  if (delete_from_epoll) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, slot.fd, nullptr);
+  if (backend_ == Backend::epoll) {
+    if (delete_from_epoll) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, slot.fd, nullptr);
+  } else {
+    // Swap-remove: the last entry takes the freed place, its slot learns its new index.
+    const std::uint32_t at = poll_index_[index];
+    const std::uint32_t last = static_cast<std::uint32_t>(pollfds_.size() - 1);
+    if (at != last) {
+      pollfds_[at] = pollfds_[last];
+      poll_ids_[at] = poll_ids_[last];
+      poll_index_[slot_of(poll_ids_[at])] = at;
+    }
+    pollfds_.pop_back();
+    poll_ids_.pop_back();
+  }
   slot.watcher = nullptr;
   slot.fd = -1;
   // A new generation: events already fetched for the old one are recognised as stale.
@@ -168,7 +232,12 @@ int Loop::wait_timeout_ms(std::chrono::milliseconds max_wait) {
 std::error_code Loop::run_once(std::chrono::milliseconds max_wait) {
   ++stats_.iterations;
   int timeout = wait_timeout_ms(max_wait);
-  int n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
+  int n;
+  if (backend_ == Backend::epoll) {
+    n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
+  } else {
+    n = backend_ == Backend::poll ? wait_poll(timeout) : wait_select(timeout);
+  }
   std::error_code failure;
   if (n < 0 && errno != EINTR) failure = last_errno();
   now_ = Clock::now();
@@ -186,11 +255,61 @@ std::error_code Loop::run_once(std::chrono::milliseconds max_wait) {
   return failure;
 }
 
+int Loop::wait_poll(int timeout_ms) {
+  int rc = ::poll(pollfds_.data(), pollfds_.size(), timeout_ms);
+  if (rc <= 0) return rc;
+  // Collected first and dispatched by run_once: a watcher may add or swap-remove entries.
+  if (events_.size() < static_cast<std::size_t>(rc)) events_.resize(static_cast<std::size_t>(rc));
+  int n = 0;
+  for (std::size_t i = 0; i < pollfds_.size() && n < rc; ++i) {
+    if (pollfds_[i].revents == 0) continue;
+    events_[static_cast<std::size_t>(n)].events = epoll_events_of(pollfds_[i].revents);
+    events_[static_cast<std::size_t>(n)].data.u64 = poll_ids_[i];
+    ++n;
+  }
+  return n;
+}
+
+int Loop::wait_select(int timeout_ms) {
+  fd_set readable, writable;
+  FD_ZERO(&readable);
+  FD_ZERO(&writable);
+  int max_fd = -1;
+  for (const pollfd& p : pollfds_) {  // every fd < FD_SETSIZE: watch() checked
+    if (p.events & POLLIN) FD_SET(p.fd, &readable);
+    if (p.events & POLLOUT) FD_SET(p.fd, &writable);
+    if ((p.events & (POLLIN | POLLOUT)) && p.fd > max_fd) max_fd = p.fd;
+  }
+  timeval tv{};
+  timeval* wait = nullptr;
+  if (timeout_ms >= 0) {
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    wait = &tv;
+  }
+  int rc = ::select(max_fd + 1, &readable, &writable, nullptr, wait);
+  if (rc <= 0) return rc;
+  if (events_.size() < pollfds_.size()) events_.resize(pollfds_.size());
+  int n = 0;
+  for (std::size_t i = 0; i < pollfds_.size(); ++i) {
+    const pollfd& p = pollfds_[i];
+    std::uint32_t events = 0;
+    if ((p.events & POLLIN) && FD_ISSET(p.fd, &readable)) events |= EPOLLIN;
+    if ((p.events & POLLOUT) && FD_ISSET(p.fd, &writable)) events |= EPOLLOUT;
+    if (events == 0) continue;
+    events_[static_cast<std::size_t>(n)].events = events;
+    events_[static_cast<std::size_t>(n)].data.u64 = poll_ids_[i];
+    ++n;
+  }
+  return n;
+}
+
 std::error_code Loop::run() {
   while (!stop_.load(std::memory_order_acquire)) {
-    // epoll_wait fails only for a broken loop (EBADF, EFAULT, EINVAL): retrying would spin.
+    // The wait fails only for a broken loop (EBADF, EFAULT, EINVAL): retrying would spin.
     if (auto ec = run_once(std::chrono::milliseconds(-1))) {
-      log(LogLevel::error, "epoll_wait: %s; the loop stops", ec.message().c_str());
+      log(LogLevel::error, "%s: %s; the loop stops",
+          backend_ == Backend::epoll ? "epoll_wait" : backend_name(backend_), ec.message().c_str());
       return ec;
     }
   }

@@ -1,4 +1,11 @@
-// Loop: the single-threaded epoll event loop, the only place that calls epoll_wait.
+// Loop: the single-threaded event loop, the only place that waits for readiness.
+//
+// Backends: epoll (the default and the product), or poll(2) / select(2) for the classic
+// reactors, chosen at creation (Redis's ae_epoll.c / ae_select.c). All three are
+// level-triggered with epoll's event bits: poll's POLLIN/POLLOUT/POLLHUP/POLLERR map to
+// EPOLLIN/EPOLLOUT/EPOLLHUP/EPOLLERR. poll keeps a pollfd array (O(1) add and swap-remove);
+// select refuses descriptors >= FD_SETSIZE (Errc::fd_too_large) and reports a hang-up or error
+// only as readability/writability of what is watched (no HUP bit of its own).
 //
 // Watchers are registered under generation-tagged ids: an event for a watcher removed earlier
 // in the same epoll batch, or for a reused fd number, is dropped, never dispatched. Objects
@@ -6,6 +13,7 @@
 // under their own feet. Everything but post() and stop() must be called on the loop's thread.
 #pragma once
 
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include <atomic>
@@ -67,17 +75,21 @@ struct LoopStats {
   std::uint64_t stale_events = 0;  // dropped: watcher gone or slot reused
 };
 
+enum class Backend : std::uint8_t { epoll, poll, select };
+const char* backend_name(Backend backend) noexcept;
+
 class Loop {
  public:
   using Clock = std::chrono::steady_clock;
 
-  static Result<std::unique_ptr<Loop>> create();
+  static Result<std::unique_ptr<Loop>> create(Backend backend = Backend::epoll);
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
 
   // Registers `fd` for `events` (EPOLLIN, EPOLLOUT, ...; level-triggered). The watcher is
-  // borrowed and must outlive the registration.
+  // borrowed and must outlive the registration. select backend: Errc::fd_too_large for
+  // fd >= FD_SETSIZE.
   Result<WatchId> watch(int fd, std::uint32_t events, Watcher& watcher);
   std::error_code modify(WatchId id, std::uint32_t events);
   // Stops delivery at once, also for events already fetched in this batch. Does not close fd.
@@ -130,6 +142,7 @@ class Loop {
   // Loop time, refreshed after each epoll_wait: cheap to read on the hot path.
   Clock::time_point now() const noexcept { return now_; }
   const LoopStats& stats() const noexcept { return stats_; }
+  Backend backend() const noexcept { return backend_; }
 
  private:
   struct Slot {
@@ -140,7 +153,7 @@ class Loop {
   class Wakeup;
   class SignalWatcher;
 
-  explicit Loop(Fd epoll);
+  Loop(Fd epoll, Backend backend);
   void dispatch(std::uint64_t data, std::uint32_t events);
   void drain_retired();
   void release_slot(WatchId id, bool delete_from_epoll);
@@ -148,11 +161,20 @@ class Loop {
   void run_due_timers();
   void flush_deferred();
   int wait_timeout_ms(std::chrono::milliseconds max_wait);
+  // poll and select backends: wait, then fill events_ with (id, epoll bits); the count or -1.
+  int wait_poll(int timeout_ms);
+  int wait_select(int timeout_ms);
 
-  Fd epoll_;
+  const Backend backend_;
+  Fd epoll_;  // epoll backend only
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<epoll_event> events_;
+  // poll and select backends: the watched descriptors, the id of each, and each slot's index
+  // in them (swap-remove keeps both arrays dense).
+  std::vector<pollfd> pollfds_;
+  std::vector<WatchId> poll_ids_;
+  std::vector<std::uint32_t> poll_index_;
   std::vector<std::unique_ptr<Retired>> retired_;
   std::vector<std::unique_ptr<Retired>> retiring_;  // drain_retired's batch, capacity kept
   std::vector<Flushable*> deferred_;  // queued flushes; Flushable::flush_slot_ indexes it

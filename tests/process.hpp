@@ -28,6 +28,7 @@
 #include "reactor/address.hpp"
 #include "reactor/error.hpp"
 #include "reactor/fd.hpp"
+#include "reactor/models/registry.hpp"
 #include "summary.hpp"
 
 extern char** environ;
@@ -36,10 +37,41 @@ namespace test {
 
 using namespace std::chrono_literals;
 
-// The models every multi-model test runs, in order. A model reactor-server cannot start yet is
-// reported and skipped (see start_server).
-inline constexpr std::array<std::string_view, 4> kServerModels = {"epoll", "reuseport", "thread",
-                                                                  "fork"};
+// The models every multi-model test runs, in order: the model registry's. A model
+// reactor-server cannot start yet is reported and skipped (see start_server).
+inline const std::vector<std::string_view> kServerModels = [] {
+  std::vector<std::string_view> names;
+  for (const auto& m : reactor::models()) names.push_back(m.name);
+  return names;
+}();
+
+inline const reactor::ModelInfo& model_info(std::string_view name) {
+  const reactor::ModelInfo* info = reactor::find_model(name);
+  REQUIRE_MESSAGE(info != nullptr, "no model '" << std::string(name) << "' in the registry");
+  return *info;
+}
+
+// {"--workers", n} for a model that takes workers, else nothing.
+inline std::vector<std::string> workers_args(std::string_view model, int n) {
+  if (!model_info(model).takes_workers) return {};
+  return {"--workers", std::to_string(n)};
+}
+
+// False, after a MESSAGE, when `model` does not run protocols that use the hub (chat).
+inline bool model_serves_hub(std::string_view model) {
+  if (model_info(model).serves_hub) return true;
+  MESSAGE("skipped: the '" << std::string(model)
+                           << "' model does not run hub protocols (its registry entry says so)");
+  return false;
+}
+
+// False, after a MESSAGE, when `model` does not serve `transport` (its registry entry).
+inline bool model_serves(std::string_view model, reactor::Transport transport) {
+  if (model_info(model).transports & reactor::mask_of(transport)) return true;
+  MESSAGE("skipped: the '" << std::string(model) << "' model does not serve "
+                           << std::string(reactor::scheme_of(transport)));
+  return false;
+}
 
 // A spawned program in its own process group. Owns the child: the destructor SIGKILLs the group
 // if it is still running and reaps the child, so a failed test leaves no process behind.

@@ -141,8 +141,10 @@ void for_each_model(Body body) {
   for (const std::string_view name : test::kServerModels) {
     const std::string model(name);
     SUBCASE(model.c_str()) {
+      if (!test::model_serves_hub(model)) return;
       std::vector<std::string> args = {"--protocol", "chat", "--model", model};
-      if (model == "reuseport") args.insert(args.end(), {"--workers", "3"});  // cross-loop hub
+      const auto workers = test::workers_args(model, 3);  // the hub across loops or threads
+      args.insert(args.end(), workers.begin(), workers.end());
       const std::string path = test::temp_socket_path("chat-" + std::to_string(++counter));
       args.insert(args.end(), {"--listen", "tcp://127.0.0.1:0", "--listen", "unix:" + path,
                                "--shutdown-grace", "3"});

@@ -30,6 +30,7 @@
 #include "load_pattern.hpp"
 #include "load_proc.hpp"
 #include "load_report.hpp"
+#include "reactor/models/registry.hpp"
 
 namespace {
 
@@ -667,7 +668,8 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("reactor-load's counters match reactor-server's own summary under every model") {
-    for (const char* model : {"epoll", "reuseport", "thread", "fork"}) {
+    for (const auto& info : reactor::models()) {
+      const std::string model(info.name);
       CAPTURE(model);
       std::string dir = temp_dir();
       EchoServer server(dir + "/server.log", {binary("REACTOR_SERVER"), "--protocol", "echo",

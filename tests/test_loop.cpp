@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,10 +32,27 @@ struct CountingWatcher : reactor::Watcher {
   }
 };
 
+// The loop tests run on every backend.
+template <reactor::Backend B>
+struct On {
+  static constexpr reactor::Backend backend = B;
+};
+using Epoll = On<reactor::Backend::epoll>;
+using Poll = On<reactor::Backend::poll>;
+using Select = On<reactor::Backend::select>;
+#define LOOP_BACKENDS Epoll, Poll, Select
+
+std::unique_ptr<reactor::Loop> make_loop_on(reactor::Backend backend) {
+  auto loop = reactor::Loop::create(backend);
+  REQUIRE_MESSAGE(loop.ok(), reactor::backend_name(backend) << ": " << loop.error().message());
+  REQUIRE(loop.value()->backend() == backend);
+  return std::move(*loop);
+}
+
 }  // namespace
 
-TEST_CASE("post from another thread wakes a loop blocked in epoll_wait") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE("post from another thread wakes a loop blocked in its wait", B, LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   std::atomic<bool> ran{false};
   std::thread runner([&] { loop->run(); });
   std::thread poster([&] {
@@ -48,8 +66,10 @@ TEST_CASE("post from another thread wakes a loop blocked in epoll_wait") {
   CHECK(ran);
 }
 
-TEST_CASE("tasks posted from several threads run on the loop thread, each thread's in order") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE(
+    "tasks posted from several threads run on the loop thread, each thread's in order", B,
+    LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   constexpr int kThreads = 4, kEach = 2000;
   std::vector<std::vector<int>> seen(kThreads);
   std::thread::id loop_thread;
@@ -80,15 +100,15 @@ TEST_CASE("tasks posted from several threads run on the loop thread, each thread
   }
 }
 
-TEST_CASE("stop() before run() makes run() return at once") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE("stop() before run() makes run() return at once", B, LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   loop->stop();
   loop->run();
   CHECK(loop->stopping());
 }
 
-TEST_CASE("signals arrive through signalfd as loop events") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE("signals arrive through signalfd as loop events", B, LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   struct Seen {
     int signo = 0;
     reactor::Loop* loop = nullptr;
@@ -108,8 +128,9 @@ TEST_CASE("signals arrive through signalfd as loop events") {
   CHECK(seen.signo == SIGUSR1);
 }
 
-TEST_CASE("an event for a watcher removed earlier in the same batch is dropped") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE("an event for a watcher removed earlier in the same batch is dropped", B,
+                   LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   auto a = make_pipe();
   auto b = make_pipe();
   CountingWatcher wa, wb;
@@ -127,8 +148,9 @@ TEST_CASE("an event for a watcher removed earlier in the same batch is dropped")
   CHECK(loop->stats().stale_events == 1);
 }
 
-TEST_CASE("a reused fd number under a new watch never receives the old watch's event") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE("a reused fd number under a new watch never receives the old watch's event", B,
+                   LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   auto a = make_pipe();
   auto b = make_pipe();
   CountingWatcher wa, wb, fresh;
@@ -159,8 +181,8 @@ TEST_CASE("a reused fd number under a new watch never receives the old watch's e
   CHECK(fresh.calls == 0);  // the new pipe is empty: nothing may reach its watcher
 }
 
-TEST_CASE("modify switches interest and unwatch stops delivery") {
-  auto loop = test::make_loop();
+TEST_CASE_TEMPLATE("modify switches interest and unwatch stops delivery", B, LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
   auto p = make_pipe();
   CountingWatcher w;
   auto id = loop->watch(p.write.get(), EPOLLOUT, w);
@@ -191,4 +213,90 @@ TEST_CASE("Task runs small and large move-only callables") {
   CHECK_FALSE(large);
   moved();
   CHECK(seen == 42);
+}
+
+TEST_CASE_TEMPLATE("many watchers added and removed in any order get exactly their own events", B,
+                   LOOP_BACKENDS) {
+  auto loop = make_loop_on(B::backend);
+  constexpr int kPipes = 40;
+  std::vector<PipeEnds> pipes;
+  std::vector<CountingWatcher> watchers(kPipes);
+  std::vector<reactor::WatchId> ids;
+  for (int i = 0; i < kPipes; ++i) {
+    pipes.push_back(make_pipe());
+    auto id = loop->watch(pipes.back().read.get(), EPOLLIN, watchers[static_cast<std::size_t>(i)]);
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  // Remove every third, from the middle out (poll: swap-remove moves the last entries around).
+  for (int i = kPipes / 2; i < kPipes; i += 3) loop->unwatch(ids[static_cast<std::size_t>(i)]);
+  for (int i = kPipes / 2 - 3; i >= 0; i -= 3) loop->unwatch(ids[static_cast<std::size_t>(i)]);
+  for (auto& p : pipes) REQUIRE(::write(p.write.get(), "x", 1) == 1);
+  loop->run_once(1000ms);
+  int removed_count = 0;
+  for (int i = 0; i < kPipes; ++i) {
+    const bool removed = (i >= kPipes / 2 && (i - kPipes / 2) % 3 == 0) ||
+                         (i <= kPipes / 2 - 3 && (kPipes / 2 - 3 - i) % 3 == 0);
+    CAPTURE(i);
+    removed_count += removed ? 1 : 0;
+    CHECK(watchers[static_cast<std::size_t>(i)].calls == (removed ? 0 : 1));
+  }
+  CHECK(removed_count == 13);
+  // Level-triggered: the unread bytes are reported again.
+  loop->run_once(1000ms);
+  int total = 0;
+  for (const auto& w : watchers) total += w.calls;
+  CHECK(total == 2 * (kPipes - removed_count));
+}
+
+TEST_CASE_TEMPLATE("a hang-up is reported as EPOLLHUP even with no events requested", B, Epoll,
+                   Poll) {
+  auto loop = make_loop_on(B::backend);
+  auto p = make_pipe();
+  struct Seen : reactor::Watcher {
+    std::uint32_t events = 0;
+    void on_events(std::uint32_t e) override { events |= e; }
+  } seen;
+  REQUIRE(loop->watch(p.read.get(), 0, seen).ok());
+  p.write.reset();
+  loop->run_once(1000ms);
+  CHECK((seen.events & EPOLLHUP) != 0);
+  CHECK((seen.events & EPOLLIN) == 0);
+}
+
+TEST_CASE("the select backend refuses a descriptor >= FD_SETSIZE with a clear error") {
+  rlimit limit{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+  if (limit.rlim_cur < FD_SETSIZE + 16) {
+    limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, FD_SETSIZE + 64);
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  auto loop = make_loop_on(reactor::Backend::select);
+  auto p = make_pipe();
+  const int high = ::fcntl(p.read.get(), F_DUPFD_CLOEXEC, FD_SETSIZE);
+  if (high < 0) {
+    MESSAGE("skipped: cannot open a descriptor >= " << FD_SETSIZE << " (RLIMIT_NOFILE)");
+    return;
+  }
+  reactor::Fd high_fd(high);
+  CountingWatcher w;
+  auto id = loop->watch(high_fd.get(), EPOLLIN, w);
+  REQUIRE_FALSE(id.ok());
+  CHECK(id.error() == reactor::Errc::fd_too_large);
+  CHECK(id.error().message().find("FD_SETSIZE (1024)") != std::string::npos);
+  // The loop is unharmed: a low descriptor still works, and the high one never fires.
+  CountingWatcher low;
+  REQUIRE(loop->watch(p.read.get(), EPOLLIN, low).ok());
+  REQUIRE(::write(p.write.get(), "x", 1) == 1);
+  loop->run_once(1000ms);
+  CHECK(low.calls == 1);
+  CHECK(w.calls == 0);
+  // poll and epoll have no such limit.
+  for (auto backend : {reactor::Backend::poll, reactor::Backend::epoll}) {
+    auto other = make_loop_on(backend);
+    CountingWatcher hw;
+    REQUIRE(other->watch(high_fd.get(), EPOLLIN, hw).ok());
+    other->run_once(1000ms);
+    CHECK(hw.calls == 1);
+  }
 }

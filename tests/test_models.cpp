@@ -27,7 +27,9 @@
 
 #include "reactor/error.hpp"
 #include "reactor/models/fork.hpp"
+#include "reactor/models/prefork.hpp"
 #include "reactor/models/thread.hpp"
+#include "reactor/models/threadpool.hpp"
 #include "reactor/session.hpp"
 #include "reactor/socket.hpp"
 
@@ -364,17 +366,27 @@ std::string echo_round_trips(const Address& address, unsigned seed, int chunks,
 
 // ---- servers ----
 
-enum class Kind { thread, fork };
+enum class Kind { thread, fork, threadpool, prefork };
 
 std::unique_ptr<reactor::Model> make_model(Kind kind, Protocol& protocol,
                                            const ModelOptions& options) {
-  return kind == Kind::thread ? reactor::make_thread_model(protocol, options)
-                              : reactor::make_fork_model(protocol, options);
+  switch (kind) {
+    case Kind::thread:
+      return reactor::make_thread_model(protocol, options);
+    case Kind::fork:
+      return reactor::make_fork_model(protocol, options);
+    case Kind::threadpool:
+      return reactor::make_threadpool_model(protocol, options);
+    case Kind::prefork:
+      return reactor::make_prefork_model(protocol, options);
+  }
+  return nullptr;
 }
 
 ModelOptions test_options() {
   ModelOptions options;
   options.shutdown_grace = 2000ms;
+  options.workers = 3;  // threadpool, prefork: several threads or processes
   return options;
 }
 
@@ -554,11 +566,19 @@ struct ForkModel {
   static constexpr Kind kind = Kind::fork;
   using Server = ForkedServer;
 };
+struct ThreadpoolModel {
+  static constexpr Kind kind = Kind::threadpool;
+  using Server = InProcessServer;
+};
+struct PreforkModel {
+  static constexpr Kind kind = Kind::prefork;
+  using Server = ForkedServer;
+};
 
 }  // namespace
 
 TEST_CASE_TEMPLATE("echo is byte-exact for several concurrent clients, and stats add up", M,
-                   ThreadModel, ForkModel) {
+                   ThreadModel, ForkModel, ThreadpoolModel, PreforkModel) {
   EchoProtocol protocol;
   typename M::Server server(M::kind, protocol);
   constexpr int kClients = 4;
@@ -585,7 +605,8 @@ TEST_CASE_TEMPLATE("echo is byte-exact for several concurrent clients, and stats
   CHECK(stats.bytes_out == total);
 }
 
-TEST_CASE_TEMPLATE("one server listens on TCP and UNIX stream at once", M, ThreadModel, ForkModel) {
+TEST_CASE_TEMPLATE("one server listens on TCP and UNIX stream at once", M, ThreadModel, ForkModel,
+                   ThreadpoolModel, PreforkModel) {
   EchoProtocol protocol;
   std::string path = unix_path();
   typename M::Server server(M::kind, protocol, test_options(),
@@ -603,7 +624,7 @@ TEST_CASE_TEMPLATE("one server listens on TCP and UNIX stream at once", M, Threa
 }
 
 TEST_CASE_TEMPLATE("a published line reaches the other members of the room, not its sender", M,
-                   ThreadModel, ForkModel) {
+                   ThreadModel, ForkModel, ThreadpoolModel) {
   RoomProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client a(server.address()), b(server.address()), c(server.address());
@@ -627,7 +648,7 @@ TEST_CASE_TEMPLATE("a published line reaches the other members of the room, not 
 }
 
 TEST_CASE_TEMPLATE("a departure announced from on_close reaches the room", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel) {
   RoomProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client leaver(server.address()), talker(server.address()), listener(server.address());
@@ -649,7 +670,7 @@ TEST_CASE_TEMPLATE("a departure announced from on_close reaches the room", M, Th
 }
 
 TEST_CASE_TEMPLATE("names, private messages and directories go through the Hub", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel) {
   DirectoryProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client a(server.address()), b(server.address());
@@ -681,7 +702,7 @@ TEST_CASE_TEMPLATE("names, private messages and directories go through the Hub",
 }
 
 TEST_CASE_TEMPLATE("a client that disappears mid-stream does not hurt the others", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel) {
   EchoProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client good(server.address());
@@ -720,7 +741,7 @@ TEST_CASE_TEMPLATE("a client that disappears mid-stream does not hurt the others
 }
 
 TEST_CASE_TEMPLATE("a slow reader is dropped while the others keep receiving in order", M,
-                   ThreadModel, ForkModel) {
+                   ThreadModel, ForkModel, ThreadpoolModel) {
   constexpr std::size_t kMaxOutbox = 256 * 1024;
   RoomProtocol protocol(kMaxOutbox);
   typename M::Server server(M::kind, protocol);
@@ -784,8 +805,8 @@ TEST_CASE_TEMPLATE("a slow reader is dropped while the others keep receiving in 
   if (M::kind == Kind::thread) CHECK(protocol.log.count(Errc::too_slow) == 1);
 }
 
-TEST_CASE_TEMPLATE("stopping closes open connections and run() returns", M, ThreadModel,
-                   ForkModel) {
+TEST_CASE_TEMPLATE("stopping closes open connections and run() returns", M, ThreadModel, ForkModel,
+                   ThreadpoolModel, PreforkModel) {
   EchoProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client idle(server.address());
@@ -801,10 +822,11 @@ TEST_CASE_TEMPLATE("stopping closes open connections and run() returns", M, Thre
 }
 
 TEST_CASE_TEMPLATE("max_connections: the surplus is accepted, closed and counted", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel, PreforkModel) {
   EchoProtocol protocol;
   ModelOptions options = test_options();
   options.max_connections = 1;
+  options.workers = 1;  // the limit is split over the workers
   typename M::Server server(M::kind, protocol, options);
   Client first(server.address());
   REQUIRE(first.send("a\n"));
@@ -818,7 +840,8 @@ TEST_CASE_TEMPLATE("max_connections: the surplus is accepted, closed and counted
   CHECK(stats.rejected == 1);
 }
 
-TEST_CASE_TEMPLATE("idle_timeout closes a silent connection", M, ThreadModel, ForkModel) {
+TEST_CASE_TEMPLATE("idle_timeout closes a silent connection", M, ThreadModel, ForkModel,
+                   ThreadpoolModel, PreforkModel) {
   EchoProtocol protocol;
   ModelOptions options = test_options();
   options.idle_timeout = 200ms;
@@ -831,7 +854,7 @@ TEST_CASE_TEMPLATE("idle_timeout closes a silent connection", M, ThreadModel, Fo
 }
 
 TEST_CASE_TEMPLATE("unconsumed input over max_input closes that connection only", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel, PreforkModel) {
   MisbehavingProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client hoarder(server.address());
@@ -847,7 +870,7 @@ TEST_CASE_TEMPLATE("unconsumed input over max_input closes that connection only"
 }
 
 TEST_CASE_TEMPLATE("a session that throws loses its connection, not the server", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel, PreforkModel) {
   MisbehavingProtocol protocol;
   typename M::Server server(M::kind, protocol);
   Client thrower(server.address());
@@ -863,7 +886,7 @@ TEST_CASE_TEMPLATE("a session that throws loses its connection, not the server",
 }
 
 TEST_CASE_TEMPLATE("output that cannot be flushed within shutdown_grace is dropped", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel) {
   FloodProtocol protocol;
   ModelOptions options = test_options();
   options.shutdown_grace = 300ms;
@@ -895,7 +918,7 @@ TEST_CASE("fork model: a child stuck in its session is killed after shutdown_gra
 }
 
 TEST_CASE_TEMPLATE("datagram listeners are refused: they run on the epoll model", M, ThreadModel,
-                   ForkModel) {
+                   ForkModel, ThreadpoolModel, PreforkModel) {
   EchoProtocol protocol;
   auto model = make_model(M::kind, protocol, test_options());
   auto udp = model->listen(parse("udp://127.0.0.1:0"));

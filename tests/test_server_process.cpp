@@ -3,6 +3,7 @@
 // (or a unique UNIX path) and reads the bound addresses from its "listening on" lines.
 #include <doctest/doctest.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -24,6 +25,8 @@ std::string unique_path(std::string_view name) {
   return test::temp_socket_path(std::string(name) + "-" + std::to_string(++counter));
 }
 
+void echo_all_transports(const std::string& model);
+
 // Runs `body(model)` once per model in test::kServerModels, each in its own SUBCASE.
 template <class Body>
 void for_each_model(Body body) {
@@ -36,7 +39,8 @@ void for_each_model(Body body) {
 
 std::vector<std::string> model_args(const std::string& model) {
   std::vector<std::string> args = {"--model", model};
-  if (model == "reuseport") args.insert(args.end(), {"--workers", "3"});  // several loops
+  const auto workers = test::workers_args(model, 3);  // several loops, threads or processes
+  args.insert(args.end(), workers.begin(), workers.end());
   return args;
 }
 
@@ -205,12 +209,25 @@ std::string refused_line(const std::vector<std::string>& args) {
 }  // namespace
 
 TEST_CASE("one reactor-server echoes byte-exact over tcp, tcp6, unix, udp and seqpacket") {
+  // Under every model whose registry entry says it serves all five transports.
+  for_each_model([](const std::string& model) {
+    if (test::model_info(model).transports != reactor::kAllTransports) {
+      MESSAGE("skipped: the '" << model << "' model serves stream transports only");
+      return;
+    }
+    echo_all_transports(model);
+  });
+}
+
+namespace {
+
+void echo_all_transports(const std::string& model) {
   const std::string unix_path = unique_path("all-stream");
   const std::string seq_path = unique_path("all-seq");
   auto server = test::start_server(
-      kServer, {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--listen", "tcp://[::1]:0",
-                "--listen", "unix:" + unix_path, "--listen", "udp://127.0.0.1:0", "--listen",
-                "seqpacket:" + seq_path});
+      kServer, {"--protocol", "echo", "--model", model, "--listen", "tcp://127.0.0.1:0", "--listen",
+                "tcp://[::1]:0", "--listen", "unix:" + unix_path, "--listen", "udp://127.0.0.1:0",
+                "--listen", "seqpacket:" + seq_path});
   REQUIRE(server);
   const auto& a = server->addresses;
   REQUIRE(a.size() == 5);
@@ -246,6 +263,8 @@ TEST_CASE("one reactor-server echoes byte-exact over tcp, tcp6, unix, udp and se
   CHECK(::access(unix_path.c_str(), F_OK) != 0);  // socket files removed on the way out
   CHECK(::access(seq_path.c_str(), F_OK) != 0);
 }
+
+}  // namespace
 
 TEST_CASE("every model echoes byte-exact and stops cleanly on SIGTERM with clients connected") {
   for_each_model([](const std::string& model) {
@@ -401,9 +420,11 @@ TEST_CASE("bad arguments exit 2 with one line naming the problem") {
       {{"--protocol", "chat", "--listen", "udp://127.0.0.1:0"},
        "udp://127.0.0.1:0: protocol 'chat' does not run over udp"},
       {{"--protocol", "echo", "--model", "thread", "--listen", "udp://127.0.0.1:0"},
-       "udp://127.0.0.1:0: datagram listeners run on the epoll model only"},
+       "udp://127.0.0.1:0: datagram listeners run on these models only"},
       {{"--protocol", "echo", "--workers", "2", "--listen", "tcp://127.0.0.1:0"},
-       "--workers applies to --model reuseport only"},
+       "--workers does not apply to --model epoll"},
+      {{"--protocol", "chat", "--model", "prefork", "--listen", "tcp://127.0.0.1:0"},
+       "--protocol chat: the prefork model does not run protocols that use the hub"},
       {{"--listen", "tcp://127.0.0.1:0"}, "--protocol is required"},
       {{"--protocol", "echo", "--listen"}, "--listen needs a value"},
       {{"--protocol", "echo", "--model", "coroutine", "--listen", "tcp://127.0.0.1:0"},
@@ -685,4 +706,107 @@ TEST_CASE("SIGTERM right after 'listening on' still stops gracefully, on every m
       CHECK(summary.count("connections") == 1);
     }
   }
+}
+
+TEST_CASE("the select model closes, and logs, each connection whose descriptor is >= FD_SETSIZE") {
+  // The server inherits this process's descriptor limit: raise it past FD_SETSIZE for both.
+  constexpr std::size_t kClients = 1100;
+  rlimit limit{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+  if (limit.rlim_cur < kClients + 200) {
+    limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, kClients + 200);
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < kClients + 200) {
+    MESSAGE("skipped: RLIMIT_NOFILE hard limit " << limit.rlim_max << " is too low");
+    return;
+  }
+  auto server = test::start_server(
+      kServer, {"--protocol", "echo", "--model", "select", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  std::vector<reactor::Fd> clients;
+  for (std::size_t i = 0; i < kClients; ++i)
+    clients.push_back(test::connect_to(server->addresses[0]));
+  // The server accepts in connection order: the first ones are served, the rest (descriptor
+  // numbers from 1024 up) closed unserved.
+  std::size_t echoed = 0, closed = 0, other = 0;
+  bool prefix = true;
+  for (auto& fd : clients) {
+    REQUIRE_FALSE(reactor::set_receive_timeout(fd.get(), 10s));
+    const ssize_t sent = ::send(fd.get(), "p", 1, MSG_NOSIGNAL);
+    char byte = 0;
+    const ssize_t n = sent == 1 ? ::recv(fd.get(), &byte, 1, 0) : -1;
+    if (n == 1 && byte == 'p') {
+      ++echoed;
+      if (closed > 0) prefix = false;
+    } else if (n == 0 || errno == ECONNRESET || errno == EPIPE) {
+      ++closed;
+    } else {
+      ++other;
+    }
+  }
+  CHECK(other == 0);
+  CHECK(prefix);
+  CHECK(echoed > 900);
+  CHECK(echoed < 1024);
+  CHECK(closed == kClients - echoed);
+  clients.clear();
+  auto summary = test::stop_server(*server);
+  CHECK(summary["shed"] == closed);
+  CHECK(summary["connections"] == echoed);
+  CHECK(server->process.err().find("descriptor above FD_SETSIZE (1024)") != std::string::npos);
+}
+
+namespace {
+
+// The pids of `pid`'s children (from /proc; empty if it cannot be read).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  for (long child; in >> child;) out.push_back(static_cast<pid_t>(child));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Checks `done` every 20 ms until it holds or `limit` passes (for /proc state, which no
+// descriptor signals).
+template <class F>
+bool wait_until(F done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::poll(nullptr, 0, 20);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("prefork restarts a worker that dies and keeps serving; SIGTERM still exits 0") {
+  auto server = test::start_server(kServer, {"--protocol", "echo", "--model", "prefork",
+                                             "--workers", "2", "--listen", "tcp://127.0.0.1:0"});
+  REQUIRE(server);
+  const pid_t parent = server->process.pid();
+  std::vector<pid_t> workers;
+  const auto two_workers = [&] {
+    workers = children_of(parent);
+    return workers.size() == 2;
+  };
+  REQUIRE(wait_until(two_workers, 10s));
+  const pid_t victim = workers[0];
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  const auto replaced = [&] {
+    return two_workers() && std::find(workers.begin(), workers.end(), victim) == workers.end();
+  };
+  CHECK(wait_until(replaced, 10s));
+  // Both workers (the survivor and the new one) serve: several connections all echo.
+  for (int i = 0; i < 8; ++i) {
+    auto fd = test::connect_to(server->addresses.at(0));
+    test::send_all(fd.get(), "ping");
+    CHECK(text_of(test::read_exact(fd.get(), 4)) == "ping");
+  }
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 8);
+  CHECK(summary["bytes_out"] == 32);
+  CHECK(server->process.err().find("killed by signal 9; starting another") != std::string::npos);
 }

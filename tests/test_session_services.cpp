@@ -22,9 +22,9 @@ const std::string kServer = REACTOR_SERVER_PATH;
 
 std::optional<test::ServerProcess> start(std::string_view model,
                                          std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--plugin", SERVICES_PLUGIN_PATH, "--plugin", KV_PLUGIN_PATH,
-                                   "--protocol", "services", "--listen", "tcp://127.0.0.1:0",
-                                   "--model", std::string(model)};
+  std::vector<std::string> args = {
+      "--plugin", SERVICES_PLUGIN_PATH, "--plugin",          KV_PLUGIN_PATH, "--protocol",
+      "services", "--listen",           "tcp://127.0.0.1:0", "--model",      std::string(model)};
   args.insert(args.end(), extra.begin(), extra.end());
   return test::start_server(kServer, args);
 }
@@ -53,9 +53,9 @@ std::string temp_file(std::string_view name, std::string_view content) {
 TEST_CASE("1,000 pipelined requests in one write are answered with at most 2 output syscalls") {
   for (auto model : test::kServerModels) {
     CAPTURE(model);
-    auto server = test::start_server(kServer, {"--plugin", KV_PLUGIN_PATH, "--protocol", "kv",
-                                               "--listen", "tcp://127.0.0.1:0", "--model",
-                                               std::string(model)});
+    auto server =
+        test::start_server(kServer, {"--plugin", KV_PLUGIN_PATH, "--protocol", "kv", "--listen",
+                                     "tcp://127.0.0.1:0", "--model", std::string(model)});
     if (!server) continue;
     auto fd = test::connect_to(server->addresses.at(0));
     std::string requests;
@@ -212,8 +212,9 @@ TEST_CASE("a refused connection hears the protocol's last words, and the refusal
   for (auto model : test::kServerModels) {
     CAPTURE(model);
     std::vector<std::string> extra = {"--max-connections", "1", "--log-level", "info"};
-    // reuseport: the limit holds per loop (each has its own listener); one loop makes it exact.
-    if (model == "reuseport") extra.insert(extra.end(), {"--workers", "1"});
+    // Models with workers: the limit holds per worker (each its share); one makes it exact.
+    const auto workers = test::workers_args(model, 1);
+    extra.insert(extra.end(), workers.begin(), workers.end());
     auto server = start(model, extra);
     if (!server) continue;
     auto first = test::connect_to(server->addresses.at(0));
@@ -264,8 +265,8 @@ TEST_CASE("a throwing session is logged with its peer and what() at the default 
 }
 
 TEST_CASE("--log-level rejects an unknown level") {
-  auto p = test::run_to_exit(kServer, {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0",
-                                       "--log-level", "loud"});
+  auto p = test::run_to_exit(
+      kServer, {"--protocol", "echo", "--listen", "tcp://127.0.0.1:0", "--log-level", "loud"});
   CHECK(p.exit_code() == 2);
   CHECK(p.err().find("--log-level") != std::string::npos);
 }

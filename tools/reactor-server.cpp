@@ -13,6 +13,7 @@
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/model.hpp"
 #include "reactor/models/stop_signals.hpp"
+#include "reactor/models/registry.hpp"
 #include "reactor/socket.hpp"
 #include "server_args.hpp"
 #include "server_hub.hpp"
@@ -50,8 +51,15 @@ int main(int argc, char** argv) {
   if (!args) return fail(2, error);
   if (args->help) {
     std::fputs(reactor::tools::kServerUsage, stdout);
+    std::fputs("\nModels:\n", stdout);
+    reactor::tools::print_models();
     return 0;
   }
+  if (args->list_models) {
+    reactor::tools::print_models();
+    return 0;
+  }
+  const reactor::ModelInfo& model_info = *reactor::find_model(args->model);
 
   reactor::protocols::Registry registry;
   for (const auto& path : args->plugins) {
@@ -76,9 +84,9 @@ int main(int argc, char** argv) {
     return fail(2, "unknown protocol '" + args->protocol + "' (known: " + known + ")");
   }
 
-  if (entry->info.shares_memory && args->model == "fork") {
-    return fail(
-        2, "protocol " + args->protocol + " needs shared memory: not available under --model fork");
+  if (entry->info.shares_memory && !model_info.shares_memory) {
+    return fail(2, "protocol " + args->protocol + " needs shared memory: not available under --model " +
+                       args->model);
   }
 
   std::vector<reactor::Address> addresses;
@@ -90,11 +98,18 @@ int main(int argc, char** argv) {
                          std::string(reactor::scheme_of(address->transport())) + " (it runs over " +
                          reactor::protocols::transports_to_string(entry->info.transports) + ")");
     }
-    if (args->model != "epoll" && !reactor::is_connection_oriented(address->transport())) {
-      return fail(2, "--listen " + url + ": datagram listeners run on the epoll model only");
-    }
-    if (args->model != "epoll" && reactor::is_message_oriented(address->transport())) {
-      return fail(2, "--listen " + url + ": seqpacket listeners run on the epoll model only");
+    if (!(model_info.transports & reactor::mask_of(address->transport()))) {
+      std::string models;
+      for (const auto& m : reactor::models()) {
+        if (m.transports & reactor::mask_of(address->transport())) {
+          models += (models.empty() ? "" : ", ") + std::string(m.name);
+        }
+      }
+      return fail(
+          2,
+          "--listen " + url + ": " +
+              (reactor::is_connection_oriented(address->transport()) ? "seqpacket" : "datagram") +
+              " listeners run on these models only: " + models + " (not " + args->model + ")");
     }
     addresses.push_back(*address);
   }
@@ -102,6 +117,12 @@ int main(int argc, char** argv) {
   if (!args->hub.empty() && !reactor::tools::check_hub_url(args->hub, error)) {
     return fail(2, error);
   }
+  if (auto why =
+          reactor::model_refuses(model_info, entry->info.uses_hub, entry->info.shares_memory);
+      !why.empty()) {
+    return fail(2, "--protocol " + args->protocol + ": " + why);
+  }
+
   auto protocol = entry->create(args->protocol_args, error);
   if (!protocol) return fail(2, "--protocol " + args->protocol + ": " + error);
 

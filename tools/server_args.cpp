@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "cli.hpp"
+#include "reactor/models/registry.hpp"
 
 namespace reactor::tools {
 
@@ -20,8 +21,9 @@ const char* const kServerUsage =
     "  --listen ADDR          tcp://HOST:PORT, tcp://[IPv6]:PORT, udp://HOST:PORT, unix:/PATH,\n"
     "                         seqpacket:/PATH; port 0 picks a free port; repeatable.\n"
     "                         tcp://*:PORT is IPv4 and IPv6; tcp://[::]:PORT IPv6 only\n"
-    "  --model MODEL          epoll (default), fork, thread or reuseport\n"
-    "  --workers N            reuseport: number of loops (default: one per core)\n"
+    "  --model MODEL          concurrency model (default epoll; see --list-models)\n"
+    "  --workers N            loops, threads or processes of a model with WORKERS 'yes' in\n"
+    "                         --list-models (default: one per core)\n"
     "  --plugin FILE.so       load a protocol plugin; repeatable\n"
     "  --hub redis://HOST:PORT[?ttl=SECONDS]  share chat rooms and nicks with every server on\n"
     "                         that Redis (epoll and reuseport; exit 1 if Redis is unreachable)\n"
@@ -34,6 +36,7 @@ const char* const kServerUsage =
     "  --log-level LEVEL      error, warn (default), info (also drops and refusals, with the\n"
     "                         peer's address) or debug; messages go to stderr\n"
     "  --list-protocols       list the protocols (built-in and from --plugin) and exit\n"
+    "  --list-models          list the concurrency models and exit\n"
     "  --help                 show this help and exit\n"
     "  --version              print the version and exit\n"
     "\n"
@@ -106,6 +109,8 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       args.help = true;
     } else if (flag == "--list-protocols") {
       args.list_protocols = true;
+    } else if (flag == "--list-models") {
+      args.list_models = true;
     } else if (flag == "--protocol") {
       if (!take()) return std::nullopt;
       if (value.empty()) return bad("empty protocol name");
@@ -127,8 +132,8 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       args.hub = value;
     } else if (flag == "--model") {
       if (!take()) return std::nullopt;
-      if (value != "epoll" && value != "fork" && value != "thread" && value != "reuseport") {
-        return bad("unknown model (expected epoll, fork, thread or reuseport)");
+      if (find_model(value) == nullptr) {
+        return bad("unknown model (expected " + model_names(", ") + ")");
       }
       args.model = value;
     } else if (flag == "--workers") {
@@ -162,7 +167,7 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
       return std::nullopt;
     }
   }
-  if (args.help || args.list_protocols) return args;
+  if (args.help || args.list_protocols || args.list_models) return args;
   if (args.protocol.empty()) {
     error = "--protocol is required (see --list-protocols)";
     return std::nullopt;
@@ -171,8 +176,12 @@ std::optional<ServerArgs> parse_server_args(const std::vector<std::string_view>&
     error = "at least one --listen ADDR is required";
     return std::nullopt;
   }
-  if (args.workers != 0 && args.model != "reuseport") {
-    error = "--workers applies to --model reuseport only";
+  if (args.workers != 0 && !find_model(args.model)->takes_workers) {
+    std::string takers;
+    for (const ModelInfo& m : models()) {
+      if (m.takes_workers) takers += (takers.empty() ? "" : ", ") + std::string(m.name);
+    }
+    error = "--workers does not apply to --model " + args.model + " (only to " + takers + ")";
     return std::nullopt;
   }
   if (!args.hub.empty() && args.model != "epoll" && args.model != "reuseport") {

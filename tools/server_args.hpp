@@ -24,6 +24,7 @@ struct ServerArgs {
   std::chrono::milliseconds shutdown_grace{5000};
   LogLevel log_level = LogLevel::warn;
   bool list_protocols = false;
+  bool list_models = false;
   bool help = false;
 };
 

@@ -1,5 +1,7 @@
 #include "reactor/models/epoll.hpp"
 
+#include <sys/select.h>
+
 #include "reactor/error.hpp"
 #include "reactor/log.hpp"
 #include "reactor/models/stop_signals.hpp"
@@ -75,12 +77,28 @@ Result<Address> EpollServer::listen(const Address& address) {
   return bound;
 }
 
+std::error_code EpollServer::adopt_listener(Fd fd, Transport transport) {
+  auto listener = std::make_unique<Listener>(*this, std::move(fd), transport);
+  if (auto ec = listener->acceptor().start()) return ec;
+  listeners_.push_back(std::move(listener));
+  return {};
+}
+
 void EpollServer::accept(Fd fd, Transport transport) {
   if (shutting_down_ ||
       (options_.max_connections != 0 && connections_.size() >= options_.max_connections)) {
     ++rejected_;
     if (!shutting_down_) refuse_connection(fd.get(), transport, protocol_);
     return;  // fd closes here: the client sees the connection closed at once
+  }
+  if (loop_.backend() == Backend::select && fd.get() >= FD_SETSIZE) {
+    // select cannot watch it: close it unserved (counted as shed), say why.
+    ++fd_limit_shed_;
+    auto peer = peer_address(fd.get(), transport);
+    log(LogLevel::warn, "%s: %s; connection closed",
+        peer ? peer->to_string().c_str() : "connection",
+        make_error_code(Errc::fd_too_large).message().c_str());
+    return;
   }
   std::unique_ptr<Session> session;
   try {
@@ -136,6 +154,7 @@ ServerStats EpollServer::stats() const {
   s.read_pauses = c.read_pauses;
   s.live = connections_.size();
   s.rejected = rejected_;
+  s.shed = fd_limit_shed_;
   for (const auto& listener : listeners_) s.shed += listener->acceptor().stats().shed;
   for (const auto& d : datagrams_) {
     s.datagrams_in += d->stats().received;
@@ -218,7 +237,20 @@ class EpollModel final : public Model {
 }  // namespace
 
 std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& options) {
-  auto loop = Loop::create();
+  return make_loop_model(Backend::epoll, protocol, options);
+}
+
+std::unique_ptr<Model> make_poll_model(Protocol& protocol, const ModelOptions& options) {
+  return make_loop_model(Backend::poll, protocol, options);
+}
+
+std::unique_ptr<Model> make_select_model(Protocol& protocol, const ModelOptions& options) {
+  return make_loop_model(Backend::select, protocol, options);
+}
+
+std::unique_ptr<Model> make_loop_model(Backend backend, Protocol& protocol,
+                                       const ModelOptions& options) {
+  auto loop = Loop::create(backend);
   if (!loop) return nullptr;
   Loop& borrowed = **loop;
   return std::make_unique<EpollModel>(std::move(*loop), borrowed, protocol, options, nullptr);

@@ -36,6 +36,11 @@ class EpollServer {
 
   // Binds and starts serving; returns the bound address (port 0 -> the real port).
   Result<Address> listen(const Address& address);
+  // Serves an inherited listening socket (prefork: one per worker process). The socket file of
+  // a UNIX listener is left to whoever bound it.
+  std::error_code adopt_listener(Fd fd, Transport transport);
+  // Serves a connection accepted elsewhere (threadpool: the acceptor's thread hands it over).
+  void adopt(Fd fd, Transport transport) { accept(std::move(fd), transport); }
   // Stops accepting, lets connections flush and close; after `grace` the rest are aborted.
   // `done` runs on the loop once no connection is left.
   void shutdown(std::chrono::milliseconds grace, Task done);
@@ -58,6 +63,7 @@ class EpollServer {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<DatagramEndpoint>> datagrams_;
   std::uint64_t rejected_ = 0;
+  std::uint64_t fd_limit_shed_ = 0;  // select backend: descriptors it cannot watch
   Task on_drained_;
   TimerId grace_timer_ = kNoTimer;
   bool shutting_down_ = false;
@@ -74,5 +80,10 @@ std::unique_ptr<Model> make_epoll_model(Protocol& protocol, const ModelOptions& 
 // (null: a LocalHub): for hubs that live on the loop themselves, like reactor-redis's RedisHub.
 std::unique_ptr<Model> make_epoll_model(Loop& loop, Protocol& protocol, const ModelOptions& options,
                                         Hub* hub);
+// The same single-threaded server on a poll(2) or select(2) Loop (the classic reactors).
+std::unique_ptr<Model> make_poll_model(Protocol& protocol, const ModelOptions& options);
+std::unique_ptr<Model> make_select_model(Protocol& protocol, const ModelOptions& options);
+std::unique_ptr<Model> make_loop_model(Backend backend, Protocol& protocol,
+                                       const ModelOptions& options);
 
 }  // namespace reactor

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "client_loop.hpp"
 #include "clients.hpp"
 #include "proc_stats.hpp"
+#include "reactor/models/registry.hpp"
 #include "server_process.hpp"
 
 namespace fault {
@@ -74,8 +76,19 @@ inline bool poll_until(const std::function<bool()>& done, Clock::duration limit)
   return true;
 }
 
+// The server's descriptors; under a model whose workers are processes (prefork: the
+// connections live in the workers) the workers' are added.
 inline std::size_t fd_count(const ServerProcess& server) {
-  return open_fd_count(server.pid()).value_or(0);
+  std::size_t count = open_fd_count(server.pid()).value_or(0);
+  const auto* model = reactor::find_model(server_model());
+  if (model != nullptr && model->takes_workers && !model->shares_memory) {
+    const std::string pid = std::to_string(server.pid());
+    std::ifstream children("/proc/" + pid + "/task/" + pid + "/children");
+    for (long child; children >> child;) {
+      count += open_fd_count(static_cast<pid_t>(child)).value_or(0);
+    }
+  }
+  return count;
 }
 inline std::size_t rss_of(const ServerProcess& server) {
   return rss_kib(server.pid()).value_or(0);
