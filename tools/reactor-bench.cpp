@@ -81,7 +81,8 @@ struct PhaseResult {
 
   double rate() const {
     if (!ran) return -1;
-    if (load.find("rss_per_conn_bytes")) return load.number_or("rss_per_conn_bytes", -1);
+    if (load.find("rss_per_conn_bytes"))  // noise can make a small figure negative
+      return std::max(0.0, load.number_or("rss_per_conn_bytes", 0));
     return load.number_or(load.find("msgs_per_sec") ? "msgs_per_sec" : "conn_per_sec", -1);
   }
   double p99_us() const { return ran ? load.number_or("p99_us", -1) : -1; }
