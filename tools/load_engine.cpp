@@ -193,6 +193,7 @@ class Worker {
     if (epoll_fd_ < 0) totals_.fatal = "epoll_create1 failed";
   }
   virtual ~Worker() {
+    for (int fd : kept_open_) ::close(fd);
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
   }
   Worker(const Worker&) = delete;
@@ -256,6 +257,14 @@ class Worker {
     fd = -1;
     ++generations_[slot];
   }
+  // Like close_slot, but the socket stays open until the worker is destroyed: echo --server-pid
+  // samples the server's CPU after the run while its connections (and a fork server's children
+  // serving them) still exist, so no child's time is lost between its exit and its reaping.
+  void retire_slot(std::uint32_t slot, int& fd) {
+    if (fd >= 0) kept_open_.push_back(fd);
+    fd = -1;
+    ++generations_[slot];
+  }
   std::uint64_t next_seed() {
     return (static_cast<std::uint64_t>(thread_index_) << 40) + (seed_counter_++ << 20);
   }
@@ -279,6 +288,7 @@ class Worker {
 
  private:
   int epoll_fd_ = -1;
+  std::vector<int> kept_open_;
   std::vector<std::uint32_t> generations_;
   std::uint64_t next_dial_ = 0;
   std::uint64_t seed_counter_ = 1;
@@ -438,7 +448,10 @@ class EchoWorker final : public Worker {
 
   void finish(std::uint32_t i) {
     Slot& s = slots_[i];
-    if (s.fd >= 0) close_slot(i, s.fd);
+    if (s.fd >= 0 && o_.server_pid > 0)
+      retire_slot(i, s.fd);
+    else if (s.fd >= 0)
+      close_slot(i, s.fd);
     s.state = State::done;
     ++done_;
   }
