@@ -810,7 +810,14 @@ int run_scale(Plan& plan, const std::string& dir) {
           std::string cause = why;
           if (json) {
             cause = std::to_string(ready) + " of " + std::to_string(point.idle) +
-                    " idle connections held";
+                    " idle connections held (connect errors " +
+                    std::to_string(json->u64_or("errors_connect", 0));
+            if (const auto* by = json->find("errors_connect_by_cause"); by && by->is_object()) {
+              for (const auto& [name, n] : by->members())
+                cause += " " + name + "=" + std::to_string(static_cast<long long>(n.as_double()));
+            }
+            cause += ", timeouts " + std::to_string(json->u64_or("errors_timeout", 0)) + ", io " +
+                     std::to_string(json->u64_or("errors_io", 0)) + ")";
             std::string last = bench::last_line_of(log_base + ".server.log");
             if (!last.empty()) cause += "; server: " + last;
           }
