@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: sets up, builds (release) and runs the model comparison benchmark
-# (epoll vs fork vs thread vs reuseport vs a textbook epoll echo server, same echo protocol).
+# (epoll, reuseport, thread, fork and the textbook epoll, thread and fork echo servers, plus any
+# further reactor-server models; median of 3 rounds). `--suite scale` runs the idle-connection
+# scaling curves alone.
 # Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
 # --suite http runs tools/reactor-bench-http instead: reactor http vs nginx (docs/http.md).
 # --suite resp runs tools/resp-bench.sh instead: reactor resp vs redis-server (redis-benchmark).

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -252,6 +253,23 @@ TEST_SUITE("reactor-load options") {
     }
   }
 
+  TEST_CASE("--count (connrate), --idle and --server-pid (echo) are read and placed") {
+    auto c = std::get<load::LoadOptions>(
+        parse({"--target", "tcp://127.0.0.1:1", "--mode", "connrate", "--count", "2500"}));
+    CHECK(c.count == 2500);
+    auto e = std::get<load::LoadOptions>(parse({"--target", "tcp://127.0.0.1:1", "--mode", "echo",
+                                                "--idle", "18000", "--server-pid", "42"}));
+    CHECK(e.idle == 18000);
+    CHECK(e.server_pid == 42);
+    CHECK(load::effective_sources(e, true) == 3);  // 18,050 connections: one source per 8000
+    CHECK(error_of(parse({"--target", "tcp://127.0.0.1:1", "--mode", "echo", "--count", "5"})) ==
+          "--count does not apply to --mode echo");
+    CHECK(error_of(parse({"--target", "tcp://127.0.0.1:1", "--mode", "connrate", "--idle", "5"})) ==
+          "--idle does not apply to --mode connrate");
+    CHECK(error_of(parse({"--target", "tcp://127.0.0.1:1", "--mode", "connrate", "--count", "0"}))
+              .find("--count") == 0);
+  }
+
   TEST_CASE("an option that does not apply to the mode is refused") {
     const std::string t = "tcp://127.0.0.1:1";
     CHECK(error_of(parse({"--target", t, "--mode", "connrate", "--pipeline", "4"})) ==
@@ -271,17 +289,60 @@ TEST_SUITE("reactor-bench options") {
     return bench::parse_bench_options(std::vector<std::string_view>(args));
   };
 
-  TEST_CASE("defaults: every model, 5 s per phase, pinned") {
+  TEST_CASE("defaults: the default rows (empty list), 3 rounds of 5 s, pinned, compare suite") {
     auto o = std::get<bench::BenchOptions>(bparse({}));
-    CHECK(o.models == bench::kAllModels);
+    CHECK(o.models.empty());
+    CHECK(o.rounds == 3);
     CHECK(o.phase_s == 5);
+    CHECK(o.suite == "compare");
     CHECK(o.pin);
     CHECK(o.out_dir.empty());
+    CHECK(bench::kDefaultModels == std::vector<std::string>{"epoll", "reuseport", "thread", "fork",
+                                                            "textbook epoll", "textbook thread",
+                                                            "textbook fork"});
   }
 
-  TEST_CASE("--quick shortens phases unless --duration says otherwise") {
-    CHECK(std::get<bench::BenchOptions>(bparse({"--quick"})).phase_s == 1);
-    CHECK(std::get<bench::BenchOptions>(bparse({"--quick", "--duration", "3"})).phase_s == 3);
+  TEST_CASE("--quick shortens phases and takes one round unless told otherwise") {
+    auto q = std::get<bench::BenchOptions>(bparse({"--quick"}));
+    CHECK(q.phase_s == 1);
+    CHECK(q.rounds == 1);
+    auto q3 = std::get<bench::BenchOptions>(bparse({"--quick", "--duration", "3", "--rounds=2"}));
+    CHECK(q3.phase_s == 3);
+    CHECK(q3.rounds == 2);
+    auto scale = std::get<bench::BenchOptions>(bparse({"--suite", "scale"}));
+    CHECK(scale.suite == "scale");
+    CHECK(scale.phase_s == 2);
+    CHECK(std::get<bench::BenchOptions>(bparse({"--rounds", "7"})).rounds == 7);
+  }
+
+  TEST_CASE("model names: any server model, textbook rows by alias, nothing odd") {
+    CHECK(bench::canonical_model("epoll") == "epoll");
+    CHECK(bench::canonical_model("threadpool") == "threadpool");
+    CHECK(bench::canonical_model("textbook") == "textbook epoll");
+    CHECK(bench::canonical_model("textbook-fork") == "textbook fork");
+    CHECK(bench::canonical_model("textbook thread") == "textbook thread");
+    CHECK(bench::canonical_model("textbook-kqueue") == "");
+    CHECK(bench::canonical_model("a;b") == "");
+    CHECK(bench::canonical_model("Epoll") == "");
+    CHECK(bench::canonical_model("") == "");
+    CHECK(bench::is_textbook("textbook fork"));
+    CHECK_FALSE(bench::is_textbook("fork"));
+    auto o = std::get<bench::BenchOptions>(
+        bparse({"--models", "poll,select,prefork,threadpool,textbook-fork,textbook"}));
+    CHECK(o.models == std::vector<std::string>{"poll", "select", "prefork", "threadpool",
+                                               "textbook fork", "textbook epoll"});
+  }
+
+  TEST_CASE("a model is listed in the server's help only as a whole word") {
+    std::string help = "  --model MODEL   epoll (default), fork, thread, prefork or reuseport\n";
+    CHECK(bench::help_lists_model(help, "epoll"));
+    CHECK(bench::help_lists_model(help, "prefork"));
+    CHECK(bench::help_lists_model(help, "reuseport"));
+    CHECK_FALSE(bench::help_lists_model(help, "poll"));  // inside "epoll"
+    CHECK_FALSE(bench::help_lists_model(help, "threadpool"));
+    CHECK_FALSE(bench::help_lists_model(help, "select"));
+    CHECK(bench::help_lists_model("poll", "poll"));
+    CHECK(bench::help_lists_model("epoll|poll|select", "select"));
   }
 
   TEST_CASE("--models selects rows in the given order, without duplicates") {
@@ -298,7 +359,9 @@ TEST_SUITE("reactor-bench options") {
       auto* e = std::get_if<bench::BenchParseError>(&r);
       return e ? e->message : std::string("<no error>");
     };
-    CHECK(err({"--models", "epoll,kqueue"}).find("--models: bad value 'epoll,kqueue'") == 0);
+    CHECK(err({"--models", "epoll,Kqueue!"}).find("--models: bad value 'epoll,Kqueue!'") == 0);
+    CHECK(err({"--rounds", "0"}).find("--rounds") == 0);
+    CHECK(err({"--suite", "fast"}).find("--suite: bad value 'fast'") == 0);
     CHECK(err({"--models", ""}).find("--models") == 0);
     CHECK(err({"--duration", "0"}).find("--duration") == 0);
     CHECK(err({"--workers", "many"}).find("--workers") == 0);
@@ -483,6 +546,36 @@ TEST_SUITE("proc and table helpers") {
           "reuseport       9\n");
   }
 
+  TEST_CASE("median of rounds, and the cell: median with the min-max spread") {
+    CHECK(bench::median({}) == -1);
+    CHECK(bench::median({5}) == 5);
+    CHECK(bench::median({3, 1, 2}) == 2);
+    CHECK(bench::median({4, 1, 3, 2}) == 2.5);
+    CHECK(bench::median({-1, 7, std::nan("")}) == 7);  // missing samples are left out
+    CHECK(bench::grouped(49025.4) == "49,025");
+    CHECK(bench::grouped(999) == "999");
+    CHECK(bench::grouped(1234567) == "1,234,567");
+    CHECK(bench::grouped(-1) == "-");
+    CHECK(bench::compact(812) == "812");
+    CHECK(bench::compact(47100) == "47.1k");
+    CHECK(bench::compact(50249) == "50.2k");
+    CHECK(bench::compact(1234567) == "1.23M");
+    CHECK(bench::median_spread({47100, 49025, 50249}) == "49,025 (47.1k\u201350.2k)");
+    CHECK(bench::median_spread({50249, 47100, 49025, -1}) == "49,025 (47.1k\u201350.2k)");
+    CHECK(bench::median_spread({812}) == "812");
+    CHECK(bench::median_spread({}) == "-");
+    CHECK(bench::median_spread({-1, -1}) == "-");
+  }
+
+  TEST_CASE("tables align cells holding multi-byte characters by their columns") {
+    std::string t = bench::format_table({{"m", "v"}, {"a", "1 (0\u20132)"}, {"bb", "12345678"}});
+    CHECK(t ==
+          "m          v\n"
+          "------------\n"
+          "a    1 (0\u20132)\n"
+          "bb  12345678\n");
+  }
+
   TEST_CASE("csv fields are quoted only when needed; missing numbers print as -") {
     CHECK(bench::csv_field("plain") == "plain");
     CHECK(bench::csv_field("a,b") == "\"a,b\"");
@@ -663,8 +756,76 @@ TEST_SUITE("integration") {
     auto v = load::JsonValue::parse(refused.out);
     REQUIRE(v);
     CHECK(v->u64_or("errors_connect", 0) > 0);
+    // Each failed connect is counted under its cause, by errno name.
+    const auto* causes = v->find("errors_connect_by_cause");
+    REQUIRE(causes);
+    CHECK(causes->u64_or("ECONNREFUSED", 0) == v->u64_or("errors_connect", 1));
     CHECK(v->u64_or("connections", 1) == 0);
+    RunResult text = run({binary("REACTOR_LOAD"), "--mode", "connrate", "--target",
+                          "tcp://127.0.0.1:1", "--duration", "0.2"},
+                         bench::Millis(10'000), dir);
+    CHECK(text.out.find("connect errors by cause: ECONNREFUSED (Connection refused): ") !=
+          std::string::npos);
     CHECK(v->number_or("elapsed_s", 99) < 2);
+  }
+
+  TEST_CASE("the textbook fork and thread servers echo byte-exact and print a summary") {
+    for (const char* env : {"TEXTBOOK_FORK_ECHO", "TEXTBOOK_THREAD_ECHO"}) {
+      CAPTURE(env);
+      std::string dir = temp_dir();
+      EchoServer server(dir + "/server.log", {binary(env), "--listen", "tcp://127.0.0.1:0"});
+      // reactor-load checks every echoed byte against what it sent (errors_verify); 100 kB
+      // messages make the servers' writes partial.
+      auto echo = run_load({"--target", server.target, "--mode", "echo", "--duration", "0.5",
+                            "--connections", "8", "--json"},
+                           dir);
+      auto big = run_load({"--target", server.target, "--mode", "echo", "--duration", "0.3",
+                           "--connections", "2", "--pipeline", "2", "--size", "100000", "--json"},
+                          dir);
+      auto rate = run_load({"--target", server.target, "--mode", "connrate", "--count", "300",
+                            "--duration", "20", "--concurrency", "8", "--json"},
+                           dir);
+      for (const auto* r : {&echo, &big, &rate}) {
+        CHECK(r->u64_or("errors", 1) == 0);
+        CHECK(r->u64_or("bytes_received", 0) == r->u64_or("bytes_sent", 1));
+      }
+      CHECK(rate.u64_or("connections", 0) == 300);  // --count: the burst stops at 300
+      auto idle =
+          run_load({"--target", server.target, "--mode", "idle", "--connections", "50", "--hold",
+                    "0.2", "--server-pid", std::to_string(server.child->pid()), "--json"},
+                   dir);
+      CHECK(idle.u64_or("alive", 0) == 50);
+      // Memory per connection counts the children under fork (PSS over the process tree).
+      if (std::string(env) == "TEXTBOOK_FORK_ECHO")
+        CHECK(idle.number_or("rss_per_conn_bytes", 0) > 4096);
+      auto summary = server.stop();
+      std::uint64_t sent = 0, received = 0, connections = 0;
+      for (const auto* r : {&echo, &big, &rate, &idle}) {
+        sent += r->u64_or("bytes_sent", 0);
+        received += r->u64_or("bytes_received", 0);
+        connections += r->u64_or("connections", 0);
+      }
+      CHECK(summary["bytes_in"] == sent);
+      CHECK(summary["bytes_out"] == received);
+      CHECK(summary["connections"] == connections);
+    }
+  }
+
+  TEST_CASE("reactor-load echo --idle holds proven connections through the run") {
+    std::string dir = temp_dir();
+    EchoServer server(dir + "/server.log");
+    auto echo = run_load(
+        {"--target", server.target, "--mode", "echo", "--duration", "0.5", "--connections", "4",
+         "--idle", "500", "--server-pid", std::to_string(server.child->pid()), "--json"},
+        dir);
+    CHECK(echo.u64_or("errors", 1) == 0);
+    CHECK(echo.u64_or("idle", 0) == 500);
+    CHECK(echo.u64_or("idle_ready", 0) == 500);
+    CHECK(echo.u64_or("msgs", 0) > 0);
+    CHECK(echo.number_or("server_cpu_s", -1) >= 0);
+    auto summary = server.stop();
+    CHECK(summary["connections"] == 504);
+    CHECK(summary["bytes_in"] == echo.u64_or("bytes_sent", 1));
   }
 
   TEST_CASE("reactor-load's counters match reactor-server's own summary under every model") {
@@ -696,13 +857,19 @@ TEST_SUITE("integration") {
   TEST_CASE("reactor-bench --quick runs every model end to end and writes its results folder") {
     // Figures are not asserted (a shared machine); the run, the rows and the files are.
     std::string dir = temp_dir() + "/results";
+    auto began = std::chrono::steady_clock::now();
     RunResult r =
         run({binary("REACTOR_BENCH"), "--quick", "--out", dir, "--server", binary("REACTOR_SERVER"),
              "--baseline", binary("TEXTBOOK_ECHO"), "--load", binary("REACTOR_LOAD")},
             bench::Millis(240'000), dir.substr(0, dir.size() - 8));
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     INFO("stdout: ", r.out, "\nstderr: ", r.err);
     CHECK(WEXITSTATUS(r.status) == 0);
+    CHECK(took < 60);  // --quick: under a minute in all
     CHECK(r.out.find("results: " + dir) != std::string::npos);
+    CHECK(r.out.find("fork / textbook fork") != std::string::npos);
+    CHECK(r.out.find("thread / textbook thread") != std::string::npos);
+    CHECK(r.err.find(" left") != std::string::npos);  // progress lines with the time left
     auto results = load::JsonValue::parse(slurp(dir + "/results.json"));
     REQUIRE(results);
     const auto* rows = results->find("rows");
@@ -716,19 +883,59 @@ TEST_SUITE("integration") {
       CHECK(row.u64_or("errors", 1) == 0);
       CHECK(row.number_or("us_per_conn", -1) > 0);
       CHECK(row.number_or("us_per_msg", -1) > 0);
-      for (const char* phase : {"connrate_c1", "connrate_c16", "connrate_c64", "echo"}) {
+      for (const char* phase : {"connrate_c16", "connrate_c64", "echo", "idle_memory"}) {
         CAPTURE(phase);
         const auto* p = row.find(phase);
         REQUIRE(p);
-        CHECK(p->number_or("rate", 0) > 0);
-        CHECK(p->find("note")->as_string() == "");
-        CHECK(p->find("load")->is_object());
+        const auto* samples = p->find("samples");
+        REQUIRE(samples);
+        REQUIRE(samples->items().size() == 1);
+        if (std::string(phase) != "idle_memory") CHECK(p->number_or("median", 0) > 0);
+        CHECK(samples->items()[0].find("note")->as_string() == "");
+        CHECK(samples->items()[0].find("load")->is_object());
       }
     }
-    CHECK(models == std::vector<std::string>{"epoll", "fork", "thread", "reuseport", "textbook"});
+    // The default rows present in this tree (the optional ones only when the server lists them).
+    CHECK(std::vector<std::string>(models.begin(), models.begin() + 7) == bench::kDefaultModels);
+    const auto* pairs = results->find("ours_vs_textbook");
+    REQUIRE(pairs);
+    CHECK(pairs->items().size() == 3);
     std::string csv = slurp(dir + "/results.csv");
-    CHECK(csv.rfind("model,status,", 0) == 0);
-    CHECK(csv.find("\nepoll,ok,") != std::string::npos);
-    CHECK(csv.find("\ntextbook,ok,") != std::string::npos);
+    CHECK(csv.rfind("model,status,phase,round,", 0) == 0);
+    CHECK(csv.find("\nepoll,ok,echo,1,") != std::string::npos);
+    CHECK(csv.find("\ntextbook fork,ok,connrate_c16,1,") != std::string::npos);
+  }
+
+  TEST_CASE("reactor-bench: every cell in R rounds, a refused model skipped with a note") {
+    std::string dir = temp_dir() + "/results";
+    RunResult r =
+        run({binary("REACTOR_BENCH"), "--rounds", "2", "--duration", "0.3", "--models",
+             "textbook-fork,no-such-model", "--out", dir, "--server", binary("REACTOR_SERVER"),
+             "--baseline", binary("TEXTBOOK_ECHO"), "--load", binary("REACTOR_LOAD")},
+            bench::Millis(240'000), dir.substr(0, dir.size() - 8));
+    INFO("stdout: ", r.out, "\nstderr: ", r.err);
+    CHECK(WEXITSTATUS(r.status) == 0);
+    CHECK(r.out.find("note: no-such-model: refused by the server") != std::string::npos);
+    CHECK(r.out.find("textbook fork after a burst of 2500 connections") != std::string::npos);
+    auto results = load::JsonValue::parse(slurp(dir + "/results.json"));
+    REQUIRE(results);
+    CHECK(results->u64_or("rounds", 0) == 2);
+    const auto& rows = results->find("rows")->items();
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[1].find("status")->as_string() == "skipped");
+    const auto& fork = rows[0];
+    for (const char* phase : {"connrate_c1", "connrate_c16", "connrate_c64", "echo",
+                              "connrate_c16_after_burst", "idle_memory"}) {
+      CAPTURE(phase);
+      const auto* p = fork.find(phase);
+      REQUIRE(p);
+      const auto& samples = p->find("samples")->items();
+      REQUIRE(samples.size() == 2);
+      CHECK(samples[0].u64_or("round", 0) == 1);
+      CHECK(samples[1].u64_or("round", 0) == 2);
+      CHECK(p->number_or("min", -1) <= p->number_or("median", -2));
+      CHECK(p->number_or("median", -1) <= p->number_or("max", -2));
+    }
+    CHECK(fork.u64_or("errors", 1) == 0);
   }
 }

@@ -29,6 +29,7 @@ void LoadTotals::add(const LoadTotals& o) {
   bytes_received += o.bytes_received;
   msgs += o.msgs;
   errors_connect += o.errors_connect;
+  for (auto [e, n] : o.connect_errnos) connect_errnos[e] += n;
   errors_timeout += o.errors_timeout;
   errors_io += o.errors_io;
   errors_verify += o.errors_verify;
@@ -192,6 +193,7 @@ class Worker {
     if (epoll_fd_ < 0) totals_.fatal = "epoll_create1 failed";
   }
   virtual ~Worker() {
+    for (int fd : kept_open_) ::close(fd);
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
   }
   Worker(const Worker&) = delete;
@@ -255,6 +257,14 @@ class Worker {
     fd = -1;
     ++generations_[slot];
   }
+  // Like close_slot, but the socket stays open until the worker is destroyed: echo --server-pid
+  // samples the server's CPU after the run while its connections (and a fork server's children
+  // serving them) still exist, so no child's time is lost between its exit and its reaping.
+  void retire_slot(std::uint32_t slot, int& fd) {
+    if (fd >= 0) kept_open_.push_back(fd);
+    fd = -1;
+    ++generations_[slot];
+  }
   std::uint64_t next_seed() {
     return (static_cast<std::uint64_t>(thread_index_) << 40) + (seed_counter_++ << 20);
   }
@@ -278,6 +288,7 @@ class Worker {
 
  private:
   int epoll_fd_ = -1;
+  std::vector<int> kept_open_;
   std::vector<std::uint32_t> generations_;
   std::uint64_t next_dial_ = 0;
   std::uint64_t seed_counter_ = 1;
@@ -305,6 +316,10 @@ class ConnrateWorker final : public Worker {
 
   void start(Nanos now) override {
     deadline_ = now + to_ns(o_.duration_s);
+    if (o_.count > 0) {  // this thread's share of the burst
+      count_share_ = static_cast<std::uint64_t>(o_.count / o_.threads +
+                                                (thread_index_ < o_.count % o_.threads ? 1 : 0));
+    }
     slots_.resize(static_cast<std::size_t>(share_));
     for (std::uint32_t i = 0; i < slots_.size(); ++i) begin(i, now);
   }
@@ -313,7 +328,7 @@ class ConnrateWorker final : public Worker {
 
   void begin(std::uint32_t i, Nanos now) {
     Slot& s = slots_[i];
-    if (now >= deadline_) {
+    if (now >= deadline_ || (o_.count > 0 && totals_.connections + busy_ >= count_share_)) {
       s.state = State::done;
       ++done_;
       return;
@@ -321,12 +336,13 @@ class ConnrateWorker final : public Worker {
     bool connected = false;
     int fd = open_for(i, connected);
     if (fd < 0) {
-      ++totals_.errors_connect;
+      totals_.connect_error(-fd);
       s.state = State::waiting;
       s.retry_at = now + kRetryDelay;
       return;
     }
     s.fd = fd;
+    ++busy_;
     s.stream = Stream{next_seed(), o_.size, 0, 0};
     s.started = now;
     s.last_progress = now;
@@ -336,6 +352,7 @@ class ConnrateWorker final : public Worker {
 
   void fail(std::uint32_t i, Nanos now, bool retry_later) {
     Slot& s = slots_[i];
+    if (s.fd >= 0) --busy_;
     close_slot(i, s.fd);
     if (retry_later) {
       s.state = State::waiting;
@@ -349,8 +366,8 @@ class ConnrateWorker final : public Worker {
     Slot& s = slots_[i];
     if (s.state == State::connecting) {
       if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-      if (reactor::finish_connect(s.fd)) {
-        ++totals_.errors_connect;
+      if (auto ec = reactor::finish_connect(s.fd)) {
+        totals_.connect_error(ec.value());
         fail(i, now, true);
         return;
       }
@@ -368,6 +385,7 @@ class ConnrateWorker final : public Worker {
     if (r == Io::done && w == Io::done) {
       totals_.latency.record(static_cast<std::uint64_t>(now - s.started));
       ++totals_.connections;
+      --busy_;
       close_slot(i, s.fd);
       begin(i, now);
     } else if (r != Io::blocked) {
@@ -385,7 +403,7 @@ class ConnrateWorker final : public Worker {
       } else if ((s.state == State::connecting || s.state == State::active) &&
                  now - s.last_progress > stall) {
         if (s.state == State::connecting)
-          ++totals_.errors_connect;
+          totals_.connect_error(ETIMEDOUT);
         else
           ++totals_.errors_timeout;
         fail(i, now, false);
@@ -396,6 +414,8 @@ class ConnrateWorker final : public Worker {
   std::vector<Slot> slots_;
   std::size_t done_ = 0;
   Nanos deadline_ = 0;
+  std::uint64_t count_share_ = 0;  // --count: connections this thread completes at most
+  std::uint64_t busy_ = 0;         // slots with a connection open
 };
 
 // echo: persistent connections, each keeping `pipeline` messages of `size` bytes in flight.
@@ -428,7 +448,10 @@ class EchoWorker final : public Worker {
 
   void finish(std::uint32_t i) {
     Slot& s = slots_[i];
-    if (s.fd >= 0) close_slot(i, s.fd);
+    if (s.fd >= 0 && o_.server_pid > 0)
+      retire_slot(i, s.fd);
+    else if (s.fd >= 0)
+      close_slot(i, s.fd);
     s.state = State::done;
     ++done_;
   }
@@ -442,7 +465,7 @@ class EchoWorker final : public Worker {
     bool connected = false;
     int fd = open_for(i, connected);
     if (fd < 0) {
-      ++totals_.errors_connect;
+      totals_.connect_error(-fd);
       s.state = State::waiting;
       s.retry_at = now + kRetryDelay;
       return;
@@ -484,8 +507,8 @@ class EchoWorker final : public Worker {
     Slot& s = slots_[i];
     if (s.state == State::connecting) {
       if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-      if (reactor::finish_connect(s.fd)) {
-        ++totals_.errors_connect;
+      if (auto ec = reactor::finish_connect(s.fd)) {
+        totals_.connect_error(ec.value());
         fail(i, now);
         return;
       }
@@ -540,7 +563,7 @@ class EchoWorker final : public Worker {
           break;
         case State::connecting:
           if (now - s.last_progress > stall || (stopping && now >= drain_deadline_)) {
-            ++totals_.errors_connect;
+            totals_.connect_error(ETIMEDOUT);
             fail(i, now);
           }
           break;
@@ -602,7 +625,7 @@ class IdleWorker final : public Worker {
       bool connected = false;
       int fd = open_for(i, connected);
       if (fd < 0) {
-        ++totals_.errors_connect;
+        totals_.connect_error(-fd);
         s.state = State::failed;
         ++totals_.failed;
         continue;
@@ -674,8 +697,8 @@ class IdleWorker final : public Worker {
     switch (s.state) {
       case State::connecting:
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-        if (reactor::finish_connect(s.fd)) {
-          ++totals_.errors_connect;
+        if (auto ec = reactor::finish_connect(s.fd)) {
+          totals_.connect_error(ec.value());
           mark_failed(i);
         } else {
           s.state = State::held;
@@ -707,7 +730,7 @@ class IdleWorker final : public Worker {
       if ((s.state == State::connecting || s.state == State::checking) &&
           now - s.last_progress > stall) {
         if (s.state == State::connecting)
-          ++totals_.errors_connect;
+          totals_.connect_error(ETIMEDOUT);
         else
           ++totals_.errors_timeout;
         mark_failed(i);
@@ -723,6 +746,139 @@ class IdleWorker final : public Worker {
   std::size_t next_open_ = 0;
   int connecting_ = 0;
   int checking_ = 0;
+};
+
+// echo --idle: opens `count` connections, proves each is served (one byte echoed back), and
+// keeps them open and silent; one epoll on the calling thread, at most 256 connects in flight.
+// Every wait is bounded: a connection making no progress for timeout_s fails.
+class IdleSet {
+ public:
+  IdleSet(const Dialer& dialer, int count, double timeout_s)
+      : dialer_(dialer), want_(count), stall_(to_ns(timeout_s)) {}
+  ~IdleSet() {
+    for (auto& c : conns_) {
+      if (c.fd >= 0) ::close(c.fd);
+    }
+    if (ep_ >= 0) ::close(ep_);
+  }
+  IdleSet(const IdleSet&) = delete;
+  IdleSet& operator=(const IdleSet&) = delete;
+
+  // Returns how many are held; failures are counted into `t`.
+  std::uint64_t open(LoadTotals& t) {
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0) return 0;
+    conns_.resize(static_cast<std::size_t>(want_));
+    std::size_t next = 0, pending = 0, ready = 0;
+    epoll_event events[256];
+    Nanos next_scan = now_ns() + kTick;
+    while (next < conns_.size() || pending > 0) {
+      while (next < conns_.size() && pending < static_cast<std::size_t>(kMaxConnectingPerThread)) {
+        Conn& c = conns_[next];
+        bool connected = false;
+        int fd = dialer_.dial(next, connected);
+        if (fd < 0) {
+          t.connect_error(-fd);
+          ++t.failed;
+          ++next;
+          continue;
+        }
+        c.fd = fd;
+        c.last = now_ns();
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = next;
+        ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+        ++next;
+        ++pending;
+      }
+      int n = ::epoll_wait(ep_, events, 256, 20);
+      for (int k = 0; k < n; ++k) {
+        Conn& c = conns_[events[k].data.u64];
+        if (c.state == Conn::ready || c.fd < 0) continue;
+        int before = c.state;
+        step(c, events[k].events, t);
+        if (c.state == Conn::ready) ++ready;
+        if (c.state == Conn::ready || c.fd < 0) {
+          if (before != Conn::ready) --pending;
+        }
+      }
+      Nanos now = now_ns();
+      if (now >= next_scan) {
+        for (auto& c : conns_) {
+          if (c.fd >= 0 && c.state != Conn::ready && now - c.last > stall_) {
+            if (c.state == Conn::connecting)
+              t.connect_error(ETIMEDOUT);
+            else
+              ++t.errors_timeout;
+            drop(c, t);
+            --pending;
+          }
+        }
+        next_scan = now + kTick;
+      }
+    }
+    // Held from here on: no events are wanted until the set closes.
+    for (auto& c : conns_) {
+      if (c.fd >= 0) ::epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    }
+    return ready;
+  }
+
+ private:
+  struct Conn {
+    enum State { connecting, probing, ready };
+    int fd = -1;
+    int state = connecting;
+    Nanos last = 0;
+  };
+
+  void drop(Conn& c, LoadTotals& t) {
+    ::close(c.fd);
+    c.fd = -1;
+    ++t.failed;
+  }
+
+  void step(Conn& c, std::uint32_t events, LoadTotals& t) {
+    if (c.state == Conn::connecting) {
+      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      if (auto ec = reactor::finish_connect(c.fd)) {
+        t.connect_error(ec.value());
+        drop(c, t);
+        return;
+      }
+      ++t.connections;
+      char probe = 'i';
+      if (::send(c.fd, &probe, 1, MSG_NOSIGNAL) != 1) {
+        ++t.errors_io;
+        drop(c, t);
+        return;
+      }
+      ++t.bytes_sent;
+      c.state = Conn::probing;
+      c.last = now_ns();
+    }
+    if (c.state == Conn::probing) {
+      char back = 0;
+      ssize_t r = ::recv(c.fd, &back, 1, 0);
+      if (r == 1 && back == 'i') {
+        ++t.bytes_received;
+        c.state = Conn::ready;
+      } else if (r == 1) {
+        ++t.errors_verify;
+        drop(c, t);
+      } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        ++t.errors_io;
+        drop(c, t);
+      }
+    }
+  }
+
+  const Dialer& dialer_;
+  int want_;
+  Nanos stall_;
+  int ep_ = -1;
+  std::vector<Conn> conns_;
 };
 
 }  // namespace
@@ -762,7 +918,13 @@ LoadTotals run_load(const LoadOptions& o, const reactor::Address& target,
     }
   }
 
-  if (o.mode == Mode::idle && o.server_pid > 0) result.rss_before = read_rss_bytes(o.server_pid);
+  if (o.mode == Mode::idle && o.server_pid > 0) result.rss_before = tree_memory_bytes(o.server_pid);
+  std::optional<IdleSet> idle_set;
+  if (o.mode == Mode::echo && o.idle > 0) {
+    idle_set.emplace(dialer, o.idle, o.timeout_s);
+    result.idle_ready = idle_set->open(result);
+  }
+  double cpu_before = o.mode == Mode::echo && o.server_pid > 0 ? tree_cpu_seconds(o.server_pid) : 0;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -789,7 +951,7 @@ LoadTotals run_load(const LoadOptions& o, const reactor::Address& target,
     report();
     std::this_thread::sleep_until(
         std::chrono::steady_clock::time_point(std::chrono::nanoseconds(hold_deadline.load())));
-    if (o.server_pid > 0) result.rss_holding = read_rss_bytes(o.server_pid);
+    if (o.server_pid > 0) result.rss_holding = tree_memory_bytes(o.server_pid);
     phases.arrive_and_wait();
   }
   {
@@ -803,6 +965,8 @@ LoadTotals run_load(const LoadOptions& o, const reactor::Address& target,
   }
   for (auto& th : pool) th.join();
   result.elapsed_s = static_cast<double>(now_ns() - started) / 1e9;
+  if (o.mode == Mode::echo && o.server_pid > 0)
+    result.server_cpu_s = std::max(0.0, tree_cpu_seconds(o.server_pid) - cpu_before);
   for (auto& w : workers) result.add(w->totals());
   return result;
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,7 @@ struct LoadTotals {
   std::uint64_t bytes_received = 0;
   std::uint64_t msgs = 0;  // echo: messages echoed back and verified
   std::uint64_t errors_connect = 0;
+  std::map<int, std::uint64_t> connect_errnos;  // errors_connect by cause (errno; ETIMEDOUT)
   std::uint64_t errors_timeout = 0;
   std::uint64_t errors_io = 0;      // reset, early EOF, failed send
   std::uint64_t errors_verify = 0;  // an echoed byte differed from what was sent
@@ -31,12 +33,18 @@ struct LoadTotals {
   LatencyHistogram latency;         // ns; connrate: per connection, echo: per message
   std::optional<std::uint64_t> rss_before;  // idle with --server-pid
   std::optional<std::uint64_t> rss_holding;
+  std::uint64_t idle_ready = 0;        // echo --idle: idle connections held through the run
+  std::optional<double> server_cpu_s;  // echo --server-pid: server tree CPU over the run
   std::string fatal;  // set when the run could not start (e.g. epoll_create failed)
 
   std::uint64_t errors() const noexcept {
     return errors_connect + errors_timeout + errors_io + errors_verify;
   }
   void add(const LoadTotals& other);
+  void connect_error(int errno_value) {
+    ++errors_connect;
+    ++connect_errnos[errno_value];
+  }
 };
 
 // Counters the threads publish now and then, for a progress line.

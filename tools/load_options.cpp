@@ -48,7 +48,10 @@ bool parse_seconds(std::string_view text, double min_exclusive, double max, doub
 
 int effective_sources(const LoadOptions& o, bool loopback_ipv4_target) noexcept {
   if (o.sources > 0) return o.sources;
-  if (o.mode != Mode::idle || !loopback_ipv4_target) return 1;
+  if (!loopback_ipv4_target) return 1;
+  if (o.mode == Mode::echo)
+    return std::min(254, std::max(1, (o.idle + o.connections + 7999) / 8000));
+  if (o.mode != Mode::idle) return 1;
   return std::min(254, std::max(1, (o.connections + 7999) / 8000));
 }
 
@@ -74,7 +77,11 @@ std::string load_usage() {
          " idle: open connections, hold them, then check each still echoes\n"
          "  --connections N      connections (default 1000)\n"
          "  --hold S             seconds to hold them (default 5)\n"
-         "  --server-pid PID     report this process's RSS before and while holding\n"
+         "  --server-pid PID     report the memory (PSS summed over the process and its\n"
+         "                       children) before and while holding\n"
+         " connrate also: --count N   stop after N connections (a burst), even before --duration\n"
+         " echo also:     --idle N    hold N idle connections (each proven served) during the\n"
+         "                            run; --server-pid PID reports the server's CPU over it\n"
          "  --help, --version    show this help / the version and exit\n"
          "Each option may be given once.\n";
 }
@@ -129,7 +136,7 @@ ParseResult parse_load_options(const std::vector<std::string_view>& args) {
   bool mode_given = false;
   bool duration_given = false;
   bool concurrency_given = false, pipeline_given = false, hold_given = false;
-  bool pid_given = false;
+  bool pid_given = false, count_given = false, idle_given = false;
   for (auto a : args) {
     if (a == "--help" || a == "-h") return HelpRequested{};
   }
@@ -147,7 +154,7 @@ ParseResult parse_load_options(const std::vector<std::string_view>& args) {
     static constexpr std::string_view kKnown[] = {
         "--target",   "--mode",    "--threads",     "--duration", "--timeout",
         "--close",    "--sources", "--concurrency", "--size",     "--connections",
-        "--pipeline", "--hold",    "--server-pid"};
+        "--pipeline", "--hold",    "--server-pid",  "--count",    "--idle"};
     bool known = false;
     for (auto k : kKnown) known = known || k == flag;
     if (!known) return ParseError{reactor::tools::unknown_option(flag)};
@@ -211,6 +218,14 @@ ParseResult parse_load_options(const std::vector<std::string_view>& args) {
       if (!parse_int(v, 1, 0x7fffffff, n)) return bad_value(flag, v, "a process id");
       o.server_pid = static_cast<pid_t>(n);
       pid_given = true;
+    } else if (flag == "--count") {
+      if (!parse_int(v, 1, 1000000000, n)) return bad_value(flag, v, "an integer 1..1000000000");
+      o.count = n;
+      count_given = true;
+    } else if (flag == "--idle") {
+      if (!parse_int(v, 0, 1000000, n)) return bad_value(flag, v, "an integer 0..1000000");
+      o.idle = static_cast<int>(n);
+      idle_given = true;
     }
   }
   if (o.target.empty()) return ParseError{"--target is required (tcp://host:port or unix:/path)"};
@@ -227,16 +242,19 @@ ParseResult parse_load_options(const std::vector<std::string_view>& args) {
       if (!misplaced) misplaced = not_for(pipeline_given, "--pipeline");
       if (!misplaced) misplaced = not_for(hold_given, "--hold");
       if (!misplaced) misplaced = not_for(pid_given, "--server-pid");
+      if (!misplaced) misplaced = not_for(idle_given, "--idle");
       break;
     case Mode::echo:
       if (!misplaced) misplaced = not_for(concurrency_given, "--concurrency");
       if (!misplaced) misplaced = not_for(hold_given, "--hold");
-      if (!misplaced) misplaced = not_for(pid_given, "--server-pid");
+      if (!misplaced) misplaced = not_for(count_given, "--count");
       break;
     case Mode::idle:
       if (!misplaced) misplaced = not_for(concurrency_given, "--concurrency");
       if (!misplaced) misplaced = not_for(pipeline_given, "--pipeline");
       if (!misplaced) misplaced = not_for(duration_given, "--duration (idle uses --hold)");
+      if (!misplaced) misplaced = not_for(count_given, "--count");
+      if (!misplaced) misplaced = not_for(idle_given, "--idle");
       if (!o.connections_given) o.connections = 1000;
       break;
   }

@@ -31,7 +31,9 @@ struct LoadOptions {
   bool connections_given = false;
   int pipeline = 16;     // echo: messages in flight per connection
   double hold_s = 5;     // idle: how long to hold the connections
-  pid_t server_pid = 0;  // idle: report this process's RSS
+  pid_t server_pid = 0;  // idle: the process tree's memory; echo: its CPU over the echo
+  long long count = 0;   // connrate: stop after this many connections (0 = run for duration)
+  int idle = 0;          // echo: idle connections held open (and proven served) during the run
   CloseMode close = CloseMode::rst;
   int sources = 0;  // source addresses 127.0.0.1 .. 127.0.0.N; 0 = auto (see below)
 };

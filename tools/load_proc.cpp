@@ -79,6 +79,49 @@ std::optional<std::uint64_t> read_rss_bytes(pid_t pid) {
   return kib * 1024;
 }
 
+std::optional<std::uint64_t> parse_pss(const std::string& text) {
+  auto pos = text.find("\nPss:");
+  if (pos == std::string::npos) {
+    if (!text.starts_with("Pss:")) return std::nullopt;
+    pos = 0;
+  } else {
+    pos += 1;
+  }
+  std::istringstream ss(text.substr(pos + 4));
+  std::uint64_t kib = 0;
+  std::string unit;
+  if (!(ss >> kib >> unit) || unit != "kB") return std::nullopt;
+  return kib * 1024;
+}
+
+std::optional<std::uint64_t> tree_memory_bytes(pid_t root) {
+  bool task_files = kernel_lists_children(root);
+  std::multimap<pid_t, pid_t> by_parent;
+  if (!task_files) by_parent = scan_parents();
+  std::uint64_t total = 0;
+  bool root_read = false;
+  std::vector<pid_t> todo{root};
+  while (!todo.empty()) {
+    pid_t pid = todo.back();
+    todo.pop_back();
+    std::optional<std::uint64_t> bytes;
+    if (auto text = read_small_file("/proc/" + std::to_string(pid) + "/smaps_rollup"))
+      bytes = parse_pss(*text);
+    if (!bytes) bytes = read_rss_bytes(pid);
+    if (!bytes) continue;  // exited meanwhile
+    if (pid == root) root_read = true;
+    total += *bytes;
+    if (task_files) {
+      for (pid_t kid : children_from_task_files(pid)) todo.push_back(kid);
+    } else {
+      auto [lo, hi] = by_parent.equal_range(pid);
+      for (auto it = lo; it != hi; ++it) todo.push_back(it->second);
+    }
+  }
+  if (!root_read) return std::nullopt;
+  return total;
+}
+
 std::optional<CpuTimes> parse_stat_line(const std::string& line) {
   // "pid (comm) state ppid ..." — comm may contain ") ", so split at the LAST ')'.
   auto close = line.rfind(')');

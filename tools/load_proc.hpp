@@ -14,6 +14,13 @@ namespace load {
 // VmRSS from /proc/PID/status, in bytes.
 std::optional<std::uint64_t> read_rss_bytes(pid_t pid);
 
+// The memory of `pid` and of every descendant: the sum of their PSS (/proc/PID/smaps_rollup:
+// pages shared between a fork server's children are split among them, not counted N times), or
+// of their VmRSS where smaps_rollup is missing. In bytes; nullopt if `pid` itself is unreadable.
+std::optional<std::uint64_t> tree_memory_bytes(pid_t pid);
+// "Pss:" of one smaps_rollup text, in bytes.
+std::optional<std::uint64_t> parse_pss(const std::string& smaps_rollup);
+
 struct CpuTimes {
   std::uint64_t self_ticks = 0;      // utime + stime: every thread of the process
   std::uint64_t children_ticks = 0;  // cutime + cstime: children already reaped

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "load_json.hpp"
 
@@ -29,6 +30,20 @@ std::optional<double> rss_per_conn(const LoadTotals& t) {
 
 }  // namespace
 
+std::string errno_name(int e) {
+  const char* name = ::strerrorname_np(e);
+  return name ? name : "errno " + std::to_string(e);
+}
+
+std::string connect_causes(const LoadTotals& t) {
+  std::string out;
+  for (auto [e, n] : t.connect_errnos) {
+    if (!out.empty()) out += ", ";
+    out += errno_name(e) + " (" + std::strerror(e) + "): " + std::to_string(n);
+  }
+  return out;
+}
+
 std::string report_json(const LoadOptions& o, const LoadTotals& t) {
   JsonWriter j;
   j.begin_object();
@@ -44,6 +59,9 @@ std::string report_json(const LoadOptions& o, const LoadTotals& t) {
   j.field("bytes_received", t.bytes_received);
   j.field("errors", t.errors());
   j.field("errors_connect", t.errors_connect);
+  j.begin_object("errors_connect_by_cause");
+  for (auto [e, n] : t.connect_errnos) j.field(errno_name(e), n);
+  j.end_object();
   j.field("errors_timeout", t.errors_timeout);
   j.field("errors_io", t.errors_io);
   j.field("errors_verify", t.errors_verify);
@@ -59,6 +77,7 @@ std::string report_json(const LoadOptions& o, const LoadTotals& t) {
       j.field("duration_s", o.duration_s);
       j.field("concurrency", o.concurrency);
       j.field("size", static_cast<std::uint64_t>(o.size));
+      j.field("count", static_cast<std::int64_t>(o.count));
       j.field("conn_per_sec", round1(per_second(t.connections, t.elapsed_s)));
       latency();
       break;
@@ -69,6 +88,12 @@ std::string report_json(const LoadOptions& o, const LoadTotals& t) {
       j.field("msgs", t.msgs);
       j.field("msgs_per_sec", round1(per_second(t.msgs, t.elapsed_s)));
       j.field("mb_per_sec", round_to(per_second(t.bytes_received, t.elapsed_s) / 1e6, 0.001));
+      j.field("idle", o.idle);
+      j.field("idle_ready", t.idle_ready);
+      if (t.server_cpu_s)
+        j.field("server_cpu_s", *t.server_cpu_s);
+      else
+        j.null_field("server_cpu_s");
       latency();
       break;
     case Mode::idle:
@@ -81,7 +106,7 @@ std::string report_json(const LoadOptions& o, const LoadTotals& t) {
       else
         j.null_field("server_pid");
       if (t.rss_before)
-        j.field("rss_before_bytes", *t.rss_before);
+        j.field("rss_before_bytes", *t.rss_before);  // PSS summed over the server's tree
       else
         j.null_field("rss_before_bytes");
       if (t.rss_holding)
@@ -131,7 +156,8 @@ std::string report_text(const LoadOptions& o, const LoadTotals& t) {
       add("  %d connections held %.1f s: alive %llu  failed %llu\n", o.connections, o.hold_s,
           static_cast<unsigned long long>(t.alive), static_cast<unsigned long long>(t.failed));
       if (auto per = rss_per_conn(t)) {
-        add("  server RSS: %.1f MiB before, %.1f MiB holding: %.0f bytes per connection\n",
+        add("  server memory (PSS over its process tree): %.1f MiB before, %.1f MiB holding: %.0f "
+            "bytes per connection\n",
             static_cast<double>(*t.rss_before) / 1048576.0,
             static_cast<double>(*t.rss_holding) / 1048576.0, *per);
       }
@@ -146,6 +172,7 @@ std::string report_text(const LoadOptions& o, const LoadTotals& t) {
       static_cast<unsigned long long>(t.errors_timeout),
       static_cast<unsigned long long>(t.errors_io),
       static_cast<unsigned long long>(t.errors_verify));
+  if (!t.connect_errnos.empty()) out += "  connect errors by cause: " + connect_causes(t) + "\n";
   return out;
 }
 

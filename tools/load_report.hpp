@@ -13,5 +13,9 @@ namespace load {
 std::string report_json(const LoadOptions& options, const LoadTotals& totals);
 // A few aligned lines, newline-terminated.
 std::string report_text(const LoadOptions& options, const LoadTotals& totals);
+// "ECONNREFUSED", "EMFILE"... (or "errno N").
+std::string errno_name(int errno_value);
+// "ECONNREFUSED (Connection refused): 3, EMFILE (Too many open files): 1", or "".
+std::string connect_causes(const LoadTotals& totals);
 
 }  // namespace load
