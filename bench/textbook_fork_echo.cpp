@@ -21,8 +21,10 @@
 
 namespace {
 volatile sig_atomic_t g_stop = 0;
-void on_stop(int) {
+int g_listener = -1;
+void on_stop(int) {  // also wakes an accept() the flag was checked just before
   g_stop = 1;
+  ::shutdown(g_listener, SHUT_RDWR);
 }
 void on_child(int) {  // reaps every child that has exited
   int saved = errno;
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string bound;
-  int listener = listen_on(argv[2], bound);
+  int listener = g_listener = listen_on(argv[2], bound);
   if (listener < 0) {
     std::fprintf(stderr, "textbook-fork-echo: cannot listen on %s\n", argv[2]);
     return 2;

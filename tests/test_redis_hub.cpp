@@ -63,7 +63,7 @@ TEST_CASE("two instances on one Redis share rooms, nicks, /who, /rooms and priva
 
   CHECK(eventually(*alice, "/who", "OK 2 in lobby: alice bob"));
   CHECK(bob->ask("/who") == "OK 2 in lobby: alice bob");
-  CHECK(bob->ask("/rooms") == "OK 1 rooms: lobby(2)");
+  CHECK(bob->ask("/rooms") == "OK 1 room: lobby(2)");
 
   bob->send_line("hello from b");
   std::vector<std::string> seen;

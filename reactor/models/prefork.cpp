@@ -1,4 +1,5 @@
 #include "reactor/models/prefork.hpp"
+#include "reactor/models/stop_signals.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -82,7 +83,7 @@ class PreforkModel final : public Model {
     if (ran_) return make_error_code(Errc::shutting_down);
     ran_ = true;
     if (!wake_) return errno_code(EMFILE);
-    BlockedSignals signals({SIGINT, SIGTERM, SIGCHLD});
+    BlockedSignals signals({SIGINT, SIGTERM, SIGHUP, SIGCHLD});
     if (auto ec = signals.error()) return ec;
     ignore_sigpipe();
     for (unsigned i = 0; i < worker_count_; ++i) {
@@ -115,7 +116,17 @@ class PreforkModel final : public Model {
       }
       if (rc > 0 && fds[0].revents != 0) {
         for (int signo; (signo = signals.take()) != 0;) {
-          if (signo != SIGCHLD) stop_requested_.store(true, std::memory_order_release);
+          if (signo == SIGCHLD) continue;
+          if (stopping_ || stop_requested_.load(std::memory_order_acquire)) {
+            // A second stop signal: no more grace.
+            if (options_.announce_stop) announce_forced_stop(signo);
+            for (Worker& w : workers_) ::kill(w.pid, SIGKILL);
+            killed = true;
+            begin_stop();
+            continue;
+          }
+          if (options_.announce_stop) announce_graceful_stop(signo, options_.shutdown_grace, -1);
+          stop_requested_.store(true, std::memory_order_release);
         }
       }
       if (rc > 0 && fds[1].revents != 0) {

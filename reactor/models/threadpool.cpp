@@ -9,6 +9,7 @@
 #include "reactor/error.hpp"
 #include "reactor/models/epoll.hpp"
 #include "reactor/models/shard_hub.hpp"
+#include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -75,9 +76,13 @@ class ThreadpoolModel final : public Model {
 
   std::error_code run() override {
     // Blocked before the workers start, so only the acceptor's signalfd sees them.
-    if (auto ec = block_signals({SIGINT, SIGTERM})) return ec;
-    auto on_signal = [](int, void* self) { static_cast<ThreadpoolModel*>(self)->begin_shutdown(); };
-    if (auto ec = acceptor_loop_->handle_signals({SIGINT, SIGTERM}, on_signal, this)) return ec;
+    if (auto ec = block_signals({REACTOR_STOP_SIGNALS})) return ec;
+    auto on_signal = [](int signo, void* self) {
+      static_cast<ThreadpoolModel*>(self)->on_stop_signal(signo);
+    };
+    if (auto ec = acceptor_loop_->handle_signals({REACTOR_STOP_SIGNALS}, on_signal, this)) {
+      return ec;
+    }
     std::vector<std::thread> threads;
     for (auto& loop : loops_) threads.emplace_back([l = loop.get()] { l->run(); });
     auto failure = acceptor_loop_->run();
@@ -112,6 +117,22 @@ class ThreadpoolModel final : public Model {
     // it stops.
     loops_[i]->post(
         [server, raw_fd = fd.release(), transport] { server->adopt(Fd(raw_fd), transport); });
+  }
+
+  // On the acceptor thread. The first signal starts the graceful stop; a second stops every
+  // loop at once (each server's destructor then closes what is left).
+  void on_stop_signal(int signo) {
+    if (stopping_) {
+      if (options_.announce_stop) announce_forced_stop(signo);
+      for (auto& loop : loops_) {
+        Loop* l = loop.get();
+        l->post([l] { l->stop(); });
+      }
+      acceptor_loop_->stop();
+      return;
+    }
+    if (options_.announce_stop) announce_graceful_stop(signo, options_.shutdown_grace, -1);
+    begin_shutdown();
   }
 
   void begin_shutdown() {
