@@ -6,7 +6,8 @@
 # Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
 # --suite http runs tools/reactor-bench-http instead: reactor http vs nginx (docs/http.md).
 # --suite resp runs tools/resp-bench.sh instead: reactor resp vs redis-server (redis-benchmark).
-# Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart).
+# Without --suite it runs the comparison, then the http and resp suites, into one folder.
+# Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart, index.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,26 @@ fi
 if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "resp" ]; then
   exec bash tools/resp-bench.sh --server build-release/tools/reactor-server "${@:3}"
 fi
-exec build-release/tools/reactor-bench "$@"
+# The main job: the model comparison, then the suites next to the servers users would pick
+# instead (http vs nginx, resp vs redis-server), all into one results folder.
+out=""
+quick=()
+args=("$@")
+for ((i = 0; i < ${#args[@]}; ++i)); do
+  case "${args[$i]}" in
+    --out) out="${args[$((i + 1))]:-}" ;;
+    --out=*) out="${args[$i]#--out=}" ;;
+    --quick) quick=(--quick) ;;
+    --suite) exec build-release/tools/reactor-bench "$@" ;;  # --suite scale: that suite alone
+  esac
+done
+if [ -z "$out" ]; then
+  out="results/$(date -u +%Y%m%dT%H%M%SZ)"
+  args+=(--out "$out")
+fi
+build-release/tools/reactor-bench "${args[@]}"
+echo "== resp suite: reactor resp vs redis-server"
+bash tools/resp-bench.sh --server build-release/tools/reactor-server --out "$out/resp" "${quick[@]}"
+echo "== http suite: reactor http vs nginx (writes index.html over every suite's results)"
+build-release/tools/reactor-bench-http --out "$out" "${quick[@]}"
+echo "results: $out (index.html: reactor-server --protocol http --args root=$out)"
