@@ -16,7 +16,7 @@ ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 
 for tool in redis-server redis-cli redis-benchmark nginx wrk ab curl haproxy chromium strace; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
 done
-python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
+/usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 [ -f /usr/include/hiredis/hiredis.h ] || need+=(libhiredis-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 if [ ${#need[@]} -gt 0 ]; then
