@@ -39,6 +39,24 @@ struct ServerStats {
   std::uint64_t writes = 0;       // output syscalls on stream connections (send, sendfile)
 };
 
+// Totals of several servers (reuseport's loops, threadpool's threads, prefork's workers).
+inline ServerStats& operator+=(ServerStats& total, const ServerStats& s) noexcept {
+  total.accepted += s.accepted;
+  total.closed += s.closed;
+  total.failed += s.failed;
+  total.rejected += s.rejected;
+  total.shed += s.shed;
+  total.live += s.live;
+  total.bytes_in += s.bytes_in;
+  total.bytes_out += s.bytes_out;
+  total.datagrams_in += s.datagrams_in;
+  total.datagrams_out += s.datagrams_out;
+  total.datagrams_too_large += s.datagrams_too_large;
+  total.read_pauses += s.read_pauses;
+  total.writes += s.writes;
+  return total;
+}
+
 class Model {
  public:
   virtual ~Model() = default;

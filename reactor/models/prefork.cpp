@@ -37,17 +37,6 @@ struct Worker {
   Fd report;  // read end of the pipe the worker writes its ServerStats to
 };
 
-void add(ServerStats& total, const ServerStats& s) {
-  total.accepted += s.accepted;
-  total.closed += s.closed;
-  total.failed += s.failed;
-  total.rejected += s.rejected;
-  total.shed += s.shed;
-  total.bytes_in += s.bytes_in;
-  total.bytes_out += s.bytes_out;
-  total.read_pauses += s.read_pauses;
-  total.writes += s.writes;
-}
 
 class PreforkModel final : public Model {
  public:
@@ -264,7 +253,7 @@ class PreforkModel final : public Model {
         got += static_cast<std::size_t>(n);
       }
       const bool reported = got == sizeof s && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (reported) add(totals_, s);
+      if (reported) totals_ += s;
       if (!stopping_ || !reported) {
         log(LogLevel::warn, "prefork: worker %d %s %d%s", static_cast<int>(it->pid),
             WIFSIGNALED(status) ? "killed by signal" : "exited with status",

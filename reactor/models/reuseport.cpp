@@ -67,7 +67,7 @@ class ReuseportModel final : public Model {
     }
     loops_[0]->run();
     for (auto& t : threads) t.join();
-    for (const auto& server : servers_) add(final_stats_, server->stats());
+    for (const auto& server : servers_) final_stats_ += server->stats();
     return {};
   }
 
@@ -107,21 +107,6 @@ class ReuseportModel final : public Model {
     request_stop();
   }
 
-  static void add(ServerStats& total, const ServerStats& s) {
-    total.accepted += s.accepted;
-    total.closed += s.closed;
-    total.failed += s.failed;
-    total.rejected += s.rejected;
-    total.shed += s.shed;
-    total.live += s.live;
-    total.bytes_in += s.bytes_in;
-    total.bytes_out += s.bytes_out;
-    total.writes += s.writes;
-    total.datagrams_in += s.datagrams_in;
-    total.datagrams_out += s.datagrams_out;
-    total.datagrams_too_large += s.datagrams_too_large;
-    total.read_pauses += s.read_pauses;
-  }
 
   ModelOptions options_;
   std::vector<std::unique_ptr<Loop>> owned_loops_;  // empty when the caller owns them

@@ -21,18 +21,6 @@ std::vector<Loop*> raw(const std::vector<std::unique_ptr<Loop>>& loops) {
   return out;
 }
 
-void add(ServerStats& total, const ServerStats& s) {
-  total.accepted += s.accepted;
-  total.closed += s.closed;
-  total.failed += s.failed;
-  total.rejected += s.rejected;
-  total.shed += s.shed;
-  total.live += s.live;
-  total.bytes_in += s.bytes_in;
-  total.bytes_out += s.bytes_out;
-  total.read_pauses += s.read_pauses;
-  total.writes += s.writes;
-}
 
 class ThreadpoolModel final : public Model {
  public:
@@ -89,7 +77,7 @@ class ThreadpoolModel final : public Model {
     if (failure) begin_shutdown();  // the workers still stop in order
     for (auto& t : threads) t.join();
     for (const auto& listener : listeners_) final_stats_.shed += listener->acceptor.stats().shed;
-    for (const auto& server : servers_) add(final_stats_, server->stats());
+    for (const auto& server : servers_) final_stats_ += server->stats();
     return failure;
   }
 
