@@ -1,5 +1,5 @@
 // reactor-server's argument parser on arbitrary argv (NUL-separated words): never crashes; a
-// success always names a protocol and a listener unless it is --help or --list-protocols, and
+// success always names a protocol and a listener unless it is --help or a --list-*, and
 // a failure always says why.
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (error.empty()) std::abort();
     return 0;
   }
-  if (!args->help && !args->list_protocols && (args->protocol.empty() || args->listen.empty())) {
+  if (!args->help && !args->list_protocols && !args->list_models &&
+      (args->protocol.empty() || args->listen.empty())) {
     std::abort();
   }
   return 0;
