@@ -1,4 +1,5 @@
 #include "protocols/chat.hpp"
+#include "protocols/options.hpp"
 
 #include <charconv>
 
@@ -117,15 +118,9 @@ bool is_valid_chat_name(std::string_view name) noexcept {
 }
 
 bool parse_chat_config(std::string_view args, ChatConfig& config, std::string& error) {
-  while (!args.empty()) {
-    const std::size_t comma = args.find(',');
-    const std::string_view option = trim(args.substr(0, comma));
-    args = comma == std::string_view::npos ? std::string_view{} : args.substr(comma + 1);
-    if (option.empty()) continue;
-    const std::size_t equals = option.find('=');
-    const std::string_view key = option.substr(0, equals);
-    const std::string_view value =
-        equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
+  for (reactor::protocols::Option option; reactor::protocols::next_option(args, option);) {
+    const std::string_view key = option.key;
+    const std::string_view value = option.value;
     if (key == "lobby") {
       if (!is_valid_chat_name(value)) {
         error = "lobby=ROOM needs 1 to 32 of A-Z a-z 0-9 _ -";

@@ -1,4 +1,5 @@
 #include "protocols/http/session.hpp"
+#include "protocols/options.hpp"
 
 #include <cerrno>
 #include <charconv>
@@ -35,12 +36,6 @@ std::string_view date_of(std::int64_t mtime) {
   return cached;
 }
 
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool parse_seconds(std::string_view value, std::chrono::milliseconds& out) {
   double seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
@@ -61,15 +56,9 @@ int status_for_errno(int error) noexcept {
 
 bool parse_http_config(std::string_view args, HttpConfig& config, std::string& error) {
   bool have_root = false;
-  while (!args.empty()) {
-    const std::size_t comma = args.find(',');
-    const std::string_view option = trim(args.substr(0, comma));
-    args = comma == std::string_view::npos ? std::string_view{} : args.substr(comma + 1);
-    if (option.empty()) continue;
-    const std::size_t equals = option.find('=');
-    const std::string_view key = option.substr(0, equals);
-    const std::string_view value =
-        equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
+  for (reactor::protocols::Option option; reactor::protocols::next_option(args, option);) {
+    const std::string_view key = option.key;
+    const std::string_view value = option.value;
     if (key == "root") {
       if (value.empty()) {
         error = "http: root=DIR needs a directory";

@@ -1,4 +1,5 @@
 #include "protocols/resp/protocol.hpp"
+#include "protocols/options.hpp"
 
 #include <charconv>
 #include <chrono>
@@ -8,12 +9,6 @@
 
 namespace reactor::protocols {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  return s;
-}
 
 // "100", "64kb", "1mb", "2gb" (Redis's memory units, case-insensitive; k/m/g alone also).
 bool parse_bytes(std::string_view text, std::size_t& bytes) {
@@ -39,15 +34,9 @@ bool parse_bytes(std::string_view text, std::size_t& bytes) {
 }  // namespace
 
 bool parse_resp_config(std::string_view args, resp::RespConfig& config, std::string& error) {
-  while (!args.empty()) {
-    const std::size_t comma = args.find(',');
-    const std::string_view option = trim(args.substr(0, comma));
-    args = comma == std::string_view::npos ? std::string_view{} : args.substr(comma + 1);
-    if (option.empty()) continue;
-    const std::size_t equals = option.find('=');
-    const std::string_view key = option.substr(0, equals);
-    const std::string_view value =
-        equals == std::string_view::npos ? std::string_view{} : option.substr(equals + 1);
+  for (reactor::protocols::Option option; reactor::protocols::next_option(args, option);) {
+    const std::string_view key = option.key;
+    const std::string_view value = option.value;
     if (key != "maxmemory" && key != "proto-max-bulk-len" && key != "max-multibulk-len") {
       error = "unknown option '" + std::string(key) +
               "' (known: maxmemory=BYTES, proto-max-bulk-len=BYTES, max-multibulk-len=N)";
