@@ -55,6 +55,8 @@ for entry in "${builds[@]}"; do
     meson test -C "$dir" --print-errorlogs --no-rebuild --num-processes 2 "${suites[@]}" \
     > "$dir/test-output.txt" 2>&1
   tail -n 12 "$dir/test-output.txt"
+  # A red run must say why: the failing tests' assertions and the tail of their output.
+  grep -qE '^(Fail|Timeout): +[1-9]' "$dir/test-output.txt" && python3 tests/failure_details.py "$dir"
 done
 
 python3 tests/count_cases.py "${builds[@]%%:*}"

@@ -4,6 +4,7 @@
 // verified, every chat line delivered in order, and both servers are flat: descriptors back to
 // their baseline, RSS within 8 MiB of what it was after warm-up.
 #include <charconv>
+#include <cstring>
 
 #include "fault_test.hpp"
 
@@ -203,7 +204,14 @@ TEST_CASE(
         return failing();
       },
       duration);
-  CHECK_FALSE(broke);
+  // What the servers logged, for the message of a failing check (the last 2,000 bytes).
+  auto said = [](const ServerProcess& server) {
+    const std::string errors = server.errors();
+    return "server stderr: " + errors.substr(errors.size() > 2000 ? errors.size() - 2000 : 0);
+  };
+  CHECK_FALSE_MESSAGE(broke, "stopped after " << fixed(seconds_between(start, Clock::now()), 1)
+                                              << " s; " << chat.first_problem << "; "
+                                              << said(echo_server) << "; " << said(chat_server));
   REQUIRE(warm);
 
   // Wind down: stop producing, then everything produced must arrive.
@@ -225,7 +233,7 @@ TEST_CASE(
         return churn.done + churn.failed == churn_launched && chat_caught_up();
       },
       60s);
-  CHECK(drained);
+  CHECK_MESSAGE(drained, said(echo_server) << "; " << said(chat_server));
   const double elapsed = seconds_between(start, Clock::now());
 
   std::uint64_t echo_bytes = 0;
@@ -234,9 +242,10 @@ TEST_CASE(
     CHECK(s->done());
     echo_bytes += s->verified();
   }
-  CHECK(churn.failed == 0);
+  CHECK_MESSAGE(churn.failed == 0, said(echo_server));
   CHECK(churn.done == churn_launched);
-  CHECK(loop.connect_failures() == 0);
+  CHECK_MESSAGE(loop.connect_failures() == 0,
+                "first connect error: " << std::strerror(loop.first_connect_error()));
   CHECK_MESSAGE(chat.out_of_order == 0, chat.first_problem);
   CHECK_MESSAGE(chat.unexpected == 0, chat.first_problem);
   CHECK(chat_caught_up());
@@ -271,9 +280,9 @@ TEST_CASE(
   REQUIRE_MESSAGE(chat_stopped.empty(), chat_stopped);
   CHECK(echo_server.summary().at("connections") ==
         kWarmUpConnections + kEchoStreams + churn_launched);
-  CHECK(echo_server.summary().at("failed") == 0);
+  CHECK_MESSAGE(echo_server.summary().at("failed") == 0, said(echo_server));
   CHECK(chat_server.summary().at("connections") == kWarmUpConnections + kChatters);
-  CHECK(chat_server.summary().at("failed") == 0);
+  CHECK_MESSAGE(chat_server.summary().at("failed") == 0, said(chat_server));
 
   MESSAGE("soak: " << duration.count() << " s (" << fixed(elapsed, 1) << " s with wind-down): "
                    << kEchoStreams << " echo streams verified " << fixed(echo_bytes / 1048576.0, 0)
