@@ -30,7 +30,7 @@ def main() -> int:
         name = next((l for l in lines if l.startswith("test:")), "test: ?")
         print(f"-- {name.split(':', 1)[1].strip()}: {result.split(':', 1)[1].strip()}")
         body = [l[:300] for l in lines if not l.startswith(("command:", "start time:"))]
-        picked = [l for l in body if WANT.search(l)][:60]
+        picked = [l for l in body if WANT.search(l) and "MESSAGE: skipped" not in l][:60]
         for line in picked:
             print("   " + line)
         print("   ... last lines:")

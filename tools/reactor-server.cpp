@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
   options.shutdown_grace = args->shutdown_grace;
   options.workers = args->workers;
   options.announce_stop = true;
+  options.uses_hub = entry->info.uses_hub || !args->hub.empty();
   auto model = args->hub.empty() ? reactor::tools::make_model(args->model, *protocol, options)
                                  : reactor::tools::make_hub_model(args->model, args->hub, *protocol,
                                                                   options, error);

@@ -72,9 +72,14 @@ void BlockingListeners::accept_ready(const pollfd* fds, std::vector<AcceptedSock
 
 void BlockingListeners::accept_from(Listener& listener, std::vector<AcceptedSocket>& out) {
   for (int i = 0; i < kMaxAcceptsPerWakeup; ++i) {
-    int fd = ::accept4(listener.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    int fd = ::accept4(listener.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      out.push_back({Fd(fd), listener.transport});
+      out.push_back(
+          {Fd(fd), listener.transport,
+           Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, listener.transport)});
       continue;
     }
     switch (errno) {
@@ -90,8 +95,7 @@ void BlockingListeners::accept_from(Listener& listener, std::vector<AcceptedSock
         continue;
       default:
         // ENOBUFS, ENOMEM and friends: back off rather than spin.
-        log(LogLevel::warn, "accept: %s; pausing the listener briefly",
-                     std::strerror(errno));
+        log(LogLevel::warn, "accept: %s; pausing the listener briefly", std::strerror(errno));
         listener.paused_until = Clock::now() + kPauseAfterError;
         return;
     }

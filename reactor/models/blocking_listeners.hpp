@@ -21,6 +21,10 @@ namespace reactor {
 struct AcceptedSocket {
   Fd fd;  // nonblocking, close-on-exec
   Transport transport;
+  Address peer;  // as accept4 reported it (no getpeername per connection)
+
+  // "tcp://1.2.3.4:5" or "unix:" for an unnamed UNIX client: what logs call the peer.
+  std::string remote() const { return peer.to_string(); }
 };
 
 class BlockingListeners {

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -11,6 +12,9 @@
 #include <cerrno>
 #include <cstring>
 #include <list>
+#include <new>
+#include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -60,6 +64,34 @@ class StopOnSignal final : public SideChannel {
   std::chrono::milliseconds grace_;
 };
 
+// Without a relay (a protocol that does not use the Hub) a child reports through its exit status
+// and these counters, in one page shared by the parent and every child: what textbook
+// fork-per-connection servers do.
+struct SharedCounters {
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> writes{0};
+};
+
+class SharedPage {
+ public:
+  explicit SharedPage(bool wanted) {
+    if (!wanted) return;
+    void* page = ::mmap(nullptr, sizeof(SharedCounters), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED) counters_ = new (page) SharedCounters;
+  }
+  ~SharedPage() {
+    if (counters_ != nullptr) ::munmap(counters_, sizeof(SharedCounters));
+  }
+  SharedPage(const SharedPage&) = delete;
+  SharedPage& operator=(const SharedPage&) = delete;
+  SharedCounters* get() const noexcept { return counters_; }
+
+ private:
+  SharedCounters* counters_ = nullptr;
+};
+
 }  // namespace
 
 struct ForkModel::State {
@@ -77,8 +109,9 @@ struct ForkModel::State {
     limits.idle_timeout = options.idle_timeout;
     limits.protocol = &protocol;
     wake = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    scratch.resize(kRelayFrameMax + 1);
+    if (options.uses_hub) scratch.resize(kRelayFrameMax + 1);
   }
+  bool relayed() const noexcept { return options.uses_hub; }
 
   std::size_t relay_limit() const {
     return limits.max_outbox != 0 ? limits.max_outbox : limits.delivery_limit;
@@ -87,6 +120,8 @@ struct ForkModel::State {
   void spawn(AcceptedSocket socket, BlockedSignals& signals);
   [[noreturn]] void run_child(Fd client, Fd relay, std::string remote, pid_t parent,
                               BlockedSignals& parent_signals);
+  [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
+                                 RelayClient* relay);
   void relay_done(Child& child);
   void reap();
   void reap_one(Child& child, int status);
@@ -108,7 +143,8 @@ struct ForkModel::State {
 
   std::list<Child> children;
   std::unordered_map<pid_t, std::list<Child>::iterator> by_pid;
-  std::vector<std::byte> scratch;  // one relay frame
+  std::vector<std::byte> scratch;        // one relay frame
+  SharedPage shared{!options.uses_hub};  // the children's counters when there is no relay
 
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::uint64_t> closed{0};
@@ -129,20 +165,22 @@ void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
   if (socket.transport == Transport::tcp) set_no_delay(socket.fd.get(), true);
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
-    shed.fetch_add(1, std::memory_order_relaxed);
-    log(LogLevel::warn, "socketpair for a child: %s; connection shed", std::strerror(errno));
-    return;
+  Fd parent_end, child_end;
+  if (relayed()) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+      shed.fetch_add(1, std::memory_order_relaxed);
+      log(LogLevel::warn, "socketpair for a child: %s; connection shed", std::strerror(errno));
+      return;
+    }
+    parent_end = Fd(pair[0]);
+    child_end = Fd(pair[1]);
+    if (set_nonblocking(parent_end.get(), true)) {
+      shed.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
   }
-  Fd parent_end(pair[0]);
-  Fd child_end(pair[1]);
-  if (set_nonblocking(parent_end.get(), true)) {
-    shed.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  auto peer = peer_address(socket.fd.get(), socket.transport);
-  std::string remote = peer ? peer->to_string() : std::string(scheme_of(socket.transport)) + ":";
+  std::string remote = socket.remote();
 
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
@@ -165,8 +203,10 @@ void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
   socket.fd.reset();
   auto& child = children.emplace_back();
   child.pid = pid;
-  child.member =
-      std::make_unique<RelayMember>(std::move(parent_end), std::move(remote), relay_limit());
+  if (relayed()) {
+    child.member =
+        std::make_unique<RelayMember>(std::move(parent_end), std::move(remote), relay_limit());
+  }
   by_pid.emplace(pid, std::prev(children.end()));
   accepted.fetch_add(1, std::memory_order_relaxed);
   live.fetch_add(1, std::memory_order_relaxed);
@@ -193,30 +233,52 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
 
   BlockingCounters counters;
   BlockingConnection connection(std::move(client), std::move(remote), limits, counters, false);
-  RelayClient relay_client(std::move(relay), parent);
-  relay_client.attach(connection);
+  // With a relay the session's Hub is the parent's; without one (the protocol does not use the
+  // Hub) it is this process's empty LocalHub.
+  std::optional<RelayClient> relay_client;
+  if (relay) {
+    relay_client.emplace(std::move(relay), parent);
+    relay_client->attach(connection);
+  }
+  Hub& session_hub = relay_client ? static_cast<Hub&>(*relay_client) : static_cast<Hub&>(hub);
 
-  ChildReport report;
   std::unique_ptr<Session> session;
   try {
-    session = protocol.open(relay_client);
+    session = protocol.open(session_hub);
   } catch (...) {
   }
-  if (!session) {
-    report.outcome = ChildReport::rejected;
-  } else {
-    // Finish a little before the parent's SIGKILL, so that the report still gets out.
-    StopOnSignal stop(signals, options.shutdown_grace * 3 / 4);
-    SideChannel* side_channels[] = {&relay_client, &stop};
-    std::error_code reason = connection.serve(*session, side_channels);
-    session.reset();
-    report.outcome = reason ? ChildReport::failed : ChildReport::clean;
-  }
+  if (!session)
+    finish_child(counters, ChildReport::rejected, relay_client ? &*relay_client : nullptr);
+  // Finish a little before the parent's SIGKILL, so that the report still gets out.
+  StopOnSignal stop(signals, options.shutdown_grace * 3 / 4);
+  SideChannel* both[] = {relay_client ? &*relay_client : nullptr, &stop};
+  std::span<SideChannel* const> side_channels(both);
+  if (!relay_client) side_channels = side_channels.subspan(1);
+  std::error_code reason = connection.serve(*session, side_channels);
+  session.reset();
+  finish_child(counters, reason ? ChildReport::failed : ChildReport::clean,
+               relay_client ? &*relay_client : nullptr);
+}
+
+// The child's last act: its report through the relay, or (no relay) its counters into the shared
+// page and its outcome as the exit status.
+void ForkModel::State::finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
+                                    RelayClient* relay) {
+  ChildReport report;
+  report.outcome = outcome;
   report.bytes_in = counters.bytes_in.load(std::memory_order_relaxed);
   report.bytes_out = counters.bytes_out.load(std::memory_order_relaxed);
   report.writes = counters.writes.load(std::memory_order_relaxed);
-  relay_client.report(report);
-  ::_exit(0);
+  if (relay != nullptr) {
+    relay->report(report);
+    ::_exit(0);
+  }
+  if (SharedCounters* shared_counters = shared.get()) {
+    shared_counters->bytes_in.fetch_add(report.bytes_in, std::memory_order_relaxed);
+    shared_counters->bytes_out.fetch_add(report.bytes_out, std::memory_order_relaxed);
+    shared_counters->writes.fetch_add(report.writes, std::memory_order_relaxed);
+  }
+  ::_exit(static_cast<int>(outcome));
 }
 
 // The child closed its relay (it is exiting) or broke the protocol: take its report and make
@@ -236,7 +298,13 @@ void ForkModel::State::reap_one(Child& child, int status) {
     child.member->on_readable(hub, scratch, static_cast<std::size_t>(-1));
     relay_done(child);
   }
-  if (child.report && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) child.report.reset();
+  if (!relayed() && WIFEXITED(status) && WEXITSTATUS(status) <= ChildReport::rejected) {
+    child.report.emplace();  // its counters are in the shared page already
+    child.report->outcome = static_cast<ChildReport::Outcome>(WEXITSTATUS(status));
+  }
+  if (child.report && (!WIFEXITED(status) || (relayed() && WEXITSTATUS(status) != 0))) {
+    child.report.reset();
+  }
   // Killed before its session's on_close could say goodbye: the parent says it for it.
   if (!child.report && !child.farewell.first.empty()) {
     hub.publish(child.farewell.first, child.farewell.second, nullptr);
@@ -435,6 +503,11 @@ ServerStats ForkModel::stats() const {
   out.bytes_in = s.bytes_in.load(std::memory_order_relaxed);
   out.bytes_out = s.bytes_out.load(std::memory_order_relaxed);
   out.writes = s.writes.load(std::memory_order_relaxed);
+  if (const SharedCounters* shared = s.shared.get()) {
+    out.bytes_in += shared->bytes_in.load(std::memory_order_relaxed);
+    out.bytes_out += shared->bytes_out.load(std::memory_order_relaxed);
+    out.writes += shared->writes.load(std::memory_order_relaxed);
+  }
   return out;
 }
 

@@ -21,6 +21,10 @@ struct ModelOptions {
   // A line on stderr when a stop signal (SIGINT, SIGTERM, SIGHUP) starts the graceful stop and
   // when a second one ends it at once (reactor-server sets it; a library user may not want it).
   bool announce_stop = false;
+  // The protocol's sessions talk to each other through the Hub (ProtocolInfo::uses_hub). Under
+  // fork, only such protocols pay for the relay (a socketpair per child, the parent polling it);
+  // the others run as a textbook fork-per-connection server.
+  bool uses_hub = true;
 };
 
 struct ServerStats {

@@ -76,12 +76,12 @@ inline bool poll_until(const std::function<bool()>& done, Clock::duration limit)
   return true;
 }
 
-// The server's descriptors; under a model whose workers are processes (prefork: the
-// connections live in the workers) the workers' are added.
+// The server's descriptors; under a model whose connections live in child processes (fork:
+// one child per connection, prefork: the workers) the children's are added.
 inline std::size_t fd_count(const ServerProcess& server) {
   std::size_t count = open_fd_count(server.pid()).value_or(0);
   const auto* model = reactor::find_model(server_model());
-  if (model != nullptr && model->takes_workers && !model->shares_memory) {
+  if (model != nullptr && !model->shares_memory) {
     const std::string pid = std::to_string(server.pid());
     std::ifstream children("/proc/" + pid + "/task/" + pid + "/children");
     for (long child; children >> child;) {

@@ -141,6 +141,8 @@ TEST_CASE(
       "alice's nick");
   bob.send("/nick bob\n");
   run([&] { return bob.find("OK nick bob, joined lobby") != std::string::npos; }, "bob's nick");
+  // Under fork the notice travels through the parent's relay after bob's reply: wait for it.
+  run([&] { return alice.find("* bob joined") != std::string::npos; }, "alice hearing bob join");
 
   // 1 MiB with no newline: one "ERR line too long", nothing reaches the room, and after the
   // newline the connection works.
