@@ -41,13 +41,13 @@ void Acceptor::stop() {
   watch_ = kNoWatch;
   if (resume_timer_ != kNoTimer) loop_.cancel_timer(resume_timer_);
   resume_timer_ = kNoTimer;
-  if (listener_) {
+  if (listener_ && owns_path_) {
     if (auto local = reactor::local_address(listener_.get(), transport_)) {
       std::string path = local->unix_path();
       if (!path.empty()) ::unlink(path.c_str());
     }
-    listener_.reset();
   }
+  listener_.reset();
 }
 
 Result<Address> Acceptor::local_address() const {

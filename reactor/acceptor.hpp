@@ -35,8 +35,12 @@ class Acceptor final : public Watcher {
   Acceptor& operator=(const Acceptor&) = delete;
 
   std::error_code start();
-  // Stops accepting and closes the listening socket (unlinks a UNIX path it bound).
+  // Stops accepting and closes the listening socket (unlinks a UNIX path it bound, unless
+  // leave_path() was called).
   void stop();
+  // The UNIX socket file belongs to someone else (a prefork worker's inherited listener: the
+  // parent and the other workers still serve it): stop() leaves it in place.
+  void leave_path() noexcept { owns_path_ = false; }
   Result<Address> local_address() const;
   const AcceptorStats& stats() const noexcept { return stats_; }
 
@@ -55,6 +59,7 @@ class Acceptor final : public Watcher {
   TimerId resume_timer_ = kNoTimer;
   AcceptorStats stats_;
   bool in_exhaustion_burst_ = false;
+  bool owns_path_ = true;
 };
 
 }  // namespace reactor

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <fstream>
@@ -809,4 +810,36 @@ TEST_CASE("prefork restarts a worker that dies and keeps serving; SIGTERM still 
   CHECK(summary["connections"] == 8);
   CHECK(summary["bytes_out"] == 32);
   CHECK(server->process.err().find("killed by signal 9; starting another") != std::string::npos);
+}
+
+TEST_CASE("prefork: a worker stopped on its own leaves the shared UNIX socket file in place") {
+  const std::string path = test::temp_socket_path("prefork-unix");
+  auto server = test::start_server(kServer, {"--protocol", "echo", "--model", "prefork",
+                                             "--workers", "2", "--listen", "unix:" + path});
+  REQUIRE(server);
+  const pid_t parent = server->process.pid();
+  std::vector<pid_t> workers;
+  const auto two_workers = [&] {
+    workers = children_of(parent);
+    return workers.size() == 2;
+  };
+  REQUIRE(wait_until(two_workers, 10s));
+  // SIGTERM to one worker: it stops gracefully (closing its inherited listener) and the parent
+  // starts another. The file belongs to the parent: it must still be there, and serve.
+  const pid_t victim = workers[0];
+  REQUIRE(::kill(victim, SIGTERM) == 0);
+  const auto replaced = [&] {
+    return two_workers() && std::find(workers.begin(), workers.end(), victim) == workers.end();
+  };
+  CHECK(wait_until(replaced, 10s));
+  struct stat st {};
+  CHECK(::stat(path.c_str(), &st) == 0);
+  for (int i = 0; i < 4; ++i) {
+    auto fd = test::connect_to(server->addresses.at(0));
+    test::send_all(fd.get(), "ping");
+    CHECK(text_of(test::read_exact(fd.get(), 4)) == "ping");
+  }
+  auto summary = test::stop_server(*server);
+  CHECK(summary["connections"] == 4);
+  CHECK(::stat(path.c_str(), &st) != 0);  // the parent removes it when it stops
 }

@@ -79,6 +79,7 @@ Result<Address> EpollServer::listen(const Address& address) {
 
 std::error_code EpollServer::adopt_listener(Fd fd, Transport transport) {
   auto listener = std::make_unique<Listener>(*this, std::move(fd), transport);
+  listener->acceptor().leave_path();  // its UNIX socket file is its owner's to remove
   if (auto ec = listener->acceptor().start()) return ec;
   listeners_.push_back(std::move(listener));
   return {};
