@@ -1,7 +1,9 @@
 #include "protocols/chat.hpp"
-#include "protocols/options.hpp"
 
 #include <charconv>
+
+#include "protocols/options.hpp"
+#include "reactor/local_hub.hpp"
 
 namespace reactor::protocols {
 namespace {
@@ -34,25 +36,6 @@ std::pair<std::string_view, std::string_view> split_word(std::string_view text) 
   std::string_view rest = text.substr(end);
   while (!rest.empty() && is_blank(rest.front())) rest.remove_prefix(1);
   return {text.substr(0, end), rest};
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-// The Hub key of a nick or room: names compare ignoring ASCII case, so "Alice" and "alice" are
-// one nick and "Dev" and "dev" one room; the user's own spelling is what others see.
-std::string key_of(std::string_view name) {
-  std::string key(name);
-  for (char& c : key) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return key;
 }
 
 // Telnet commands: IAC (0xFF) then a command byte; WILL/WONT/DO/DONT take an option byte, SB
@@ -182,7 +165,7 @@ void ChatSession::on_close(std::error_code reason) {
   if (!room_.empty()) {
     const std::string_view why =
         reason == make_error_code(Errc::too_slow) ? " dropped (too slow)" : " left";
-    hub_.publish(room_key_, compose({"* ", nick_, why}), nullptr);
+    hub_.publish(room_, compose({"* ", nick_, why}), nullptr);
   }
   peer_ = nullptr;
 }
@@ -206,7 +189,7 @@ void ChatSession::handle_line(Peer& peer, std::string_view line) {
 }
 
 void ChatSession::handle_command(Peer& peer, std::string_view command, std::string_view args) {
-  const auto is = [command](std::string_view name) { return equals_ignoring_case(command, name); };
+  const auto is = [command](std::string_view name) { return same_name(command, name); };
   if (is("nick")) {
     set_nick(peer, trim(args));
   } else if (is("rooms")) {
@@ -238,22 +221,19 @@ void ChatSession::set_nick(Peer& peer, std::string_view name) {
     return peer.send("ERR invalid nick: use 1 to 32 of A-Z a-z 0-9 _ -\n");
   }
   if (name == nick_) return send_line(peer, {"OK nick ", name});
-  // The same key (a new spelling of one's own nick) is claimed again, which succeeds.
-  if (!hub_.claim_name(key_of(name), peer)) return send_line(peer, {"ERR nick taken: ", name});
+  // The Hub compares ignoring case: a new spelling of one's own nick is claimed again, which
+  // succeeds and makes it the spelling /who shows.
+  if (!hub_.claim_name(name, peer)) return send_line(peer, {"ERR nick taken: ", name});
 
   if (nick_.empty()) {
     nick_ = name;
-    room_ = lobby_;
-    room_key_ = key_of(room_);
-    hub_.join(room_key_, peer);
-    hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
-    hub_.set_farewell(room_key_, compose({"* ", nick_, " left"}), peer);
+    enter(peer, lobby_);
     send_line(peer, {"OK nick ", nick_, ", joined ", room_});
     return;
   }
-  hub_.publish(room_key_, compose({"* ", nick_, " is now ", name}), &peer);
+  hub_.publish(room_, compose({"* ", nick_, " is now ", name}), &peer);
   nick_ = name;
-  hub_.set_farewell(room_key_, compose({"* ", nick_, " left"}), peer);
+  hub_.set_farewell(room_, compose({"* ", nick_, " left"}), peer);
   send_line(peer, {"OK nick ", nick_});
 }
 
@@ -262,15 +242,22 @@ void ChatSession::join(Peer& peer, std::string_view room) {
   if (!is_valid_chat_name(room)) {
     return peer.send("ERR invalid room: use 1 to 32 of A-Z a-z 0-9 _ -\n");
   }
-  if (key_of(room) == room_key_) return send_line(peer, {"OK joined ", room});
-  hub_.leave(room_key_, peer);
-  hub_.publish(room_key_, compose({"* ", nick_, " left"}), nullptr);
-  room_ = room;
-  room_key_ = key_of(room);
-  hub_.join(room_key_, peer);
-  hub_.publish(room_key_, compose({"* ", nick_, " joined"}), &peer);
-  hub_.set_farewell(room_key_, compose({"* ", nick_, " left"}), peer);
+  if (same_name(room, room_)) return send_line(peer, {"OK joined ", room_});
+  hub_.leave(room_, peer);
+  hub_.publish(room_, compose({"* ", nick_, " left"}), nullptr);
+  enter(peer, room);
   send_line(peer, {"OK joined ", room_});
+}
+
+void ChatSession::enter(Peer& peer, std::string_view room) {
+  hub_.join(room, peer);
+  // Shown as its creator spelled it, which the Hub's list knows (we are in it: it is listed).
+  room_ = room;
+  for (const RoomInfo& info : hub_.rooms()) {
+    if (same_name(info.name, room)) room_ = info.name;
+  }
+  hub_.publish(room_, compose({"* ", nick_, " joined"}), &peer);
+  hub_.set_farewell(room_, compose({"* ", nick_, " left"}), peer);
 }
 
 void ChatSession::list_rooms(Peer& peer) {
@@ -290,7 +277,7 @@ void ChatSession::list_rooms(Peer& peer) {
 }
 
 void ChatSession::list_members(Peer& peer) {
-  const std::vector<std::string> names = hub_.members(room_key_);
+  const std::vector<std::string> names = hub_.members(room_);
   out_.assign("OK ");
   append_number(out_, names.size());
   out_ += " in ";
@@ -307,7 +294,7 @@ void ChatSession::send_private(Peer& peer, std::string_view args) {
   const auto [target, text] = split_word(args);
   if (target.empty() || text.empty()) return peer.send("ERR usage: /msg NICK TEXT\n");
   if (!is_valid_chat_name(target) ||
-      !hub_.send_to(key_of(target), compose({"[private] ", nick_, ": ", text}))) {
+      !hub_.send_to(target, compose({"[private] ", nick_, ": ", text}))) {
     return peer.send("ERR no such nick\n");
   }
   send_line(peer, {"OK sent to ", target});
@@ -315,7 +302,7 @@ void ChatSession::send_private(Peer& peer, std::string_view args) {
 
 void ChatSession::say(Peer& peer, std::string_view text) {
   if (nick_.empty()) return peer.send(kNeedNick);
-  hub_.publish(room_key_, compose({nick_, ": ", text}), &peer);
+  hub_.publish(room_, compose({nick_, ": ", text}), &peer);
 }
 
 void ChatSession::send_line(Peer& peer, std::initializer_list<std::string_view> parts) {

@@ -28,10 +28,14 @@
 //   /msg NICK TEXT  OK sent to NICK              (NICK receives "[private] YOU: TEXT")
 //   /help           OK commands: ...
 //   /quit           OK bye                       (then the server closes the connection)
-// NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -, compared ignoring case ("Alice" and "alice" are
-// one nick, "Dev" and "dev" one room). A line starting with "//" is text: "//etc/hosts" says
-// "/etc/hosts" to the room. Lines you see carry each user's own spelling; /who and
-// /rooms list names folded to lower case (the Hub's keys). Any other line starting with '/' gets
+// NAME and ROOM are 1 to 32 of A-Z a-z 0-9 _ -, compared ignoring (ASCII) case: "Alice" and
+// "alice" are one nick, "Dev" and "dev" one room; the Hub does the comparing. What users see keeps
+// the spelling of its owner: a nick as its holder last set it (in notices, lines, private
+// messages and /who), a room as the user who created it spelled it, for as long as it has members
+// ("/join DEV" answers "OK joined Dev" if Dev exists; /rooms and /who say "Dev"; a lobby emptied
+// and created again by "/join Lobby" is "Lobby" to later nicks). "/nick ALICE" when you are alice
+// is a rename. A line starting with "//" is text: "//etc/hosts" says "/etc/hosts" to the room.
+// /who lists are sorted ignoring case. Any other line starting with '/' gets
 // "ERR unknown command ..."; other non-empty lines go to the rest of your room; empty lines are
 // ignored. Everything except /nick, /rooms, /help and /quit needs a nick first.
 //
@@ -78,6 +82,8 @@ class ChatSession final : public Session {
   void handle_command(Peer& peer, std::string_view command, std::string_view args);
   void set_nick(Peer& peer, std::string_view name);
   void join(Peer& peer, std::string_view room);
+  // Joins `room`, learns its listed spelling and tells the room.
+  void enter(Peer& peer, std::string_view room);
   void list_rooms(Peer& peer);
   void list_members(Peer& peer);
   void send_private(Peer& peer, std::string_view args);
@@ -90,9 +96,8 @@ class ChatSession final : public Session {
   std::string lobby_;
   LineSplitter lines_;
   Peer* peer_ = nullptr;  // from on_open; after on_close starts, only a key for the Hub
-  std::string nick_;      // empty until /nick succeeds; the Hub holds it folded to lower case
-  std::string room_;      // empty until the first nick; as the user spelled it
-  std::string room_key_;  // room_ folded to lower case: the Hub's key
+  std::string nick_;      // empty until /nick succeeds; as the user spelled it
+  std::string room_;      // empty until the first nick; as the room's creator spelled it
   std::string out_;       // reused for every line we send
   std::string line_;      // an input line without its telnet commands
   bool quitting_ = false;

@@ -37,7 +37,14 @@ void LocalHub::publish(std::string_view room, std::span<const std::byte> bytes,
 
 bool LocalHub::claim_name(std::string_view name, Peer& peer) {
   auto holder = by_name_.find(name);
-  if (holder != by_name_.end()) return holder->second == &peer;
+  if (holder != by_name_.end()) {
+    if (holder->second != &peer) return false;
+    if (holder->first == name) return true;
+    by_name_.erase(holder);  // a new spelling of its own name: listed as spelled now
+    by_name_.emplace(std::string(name), &peer);
+    names_[&peer] = std::string(name);
+    return true;
+  }
   release_name(peer);
   by_name_.emplace(std::string(name), &peer);
   names_[&peer] = std::string(name);
@@ -73,8 +80,13 @@ std::vector<std::string> LocalHub::members(std::string_view room) {
     auto name = names_.find(peer);
     if (name != names_.end()) out.push_back(name->second);
   }
-  std::sort(out.begin(), out.end());
+  std::sort(out.begin(), out.end(), NameLess{});
   return out;
+}
+
+std::string_view LocalHub::room_name(std::string_view room) const {
+  auto it = rooms_.find(room);
+  return it == rooms_.end() ? std::string_view{} : std::string_view(it->first);
 }
 
 void LocalHub::forget(Peer& peer) {

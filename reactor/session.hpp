@@ -90,6 +90,9 @@ struct RoomInfo {
 // Fan-out between the sessions of one server, implemented by each concurrency model (a plain
 // map under epoll, a mutex under threads, a relay in the parent under fork).
 // Delivery through the Hub is a Peer::send on the receiving side: same outbox, same limits.
+// Room names and names compare ignoring ASCII case (A-Z = a-z; other bytes as they are): "Dev"
+// and "dev" are one room, "Alice" and "alice" one name. Lists keep spellings: a name as its
+// holder last claimed it, a room as the peer whose join created it spelled it.
 class Hub {
  public:
   virtual void join(std::string_view room, Peer& peer) = 0;
@@ -98,14 +101,15 @@ class Hub {
   virtual void publish(std::string_view room, std::span<const std::byte> bytes,
                        const Peer* except) = 0;
   // Server-wide unique names (chat nicks). claim_name replaces the peer's previous name; false if
-  // another peer holds it.
+  // another peer holds it in any spelling. A peer claiming a new spelling of its own name keeps
+  // it, listed as now spelled.
   virtual bool claim_name(std::string_view name, Peer& peer) = 0;
   virtual void release_name(Peer& peer) = 0;
   // Delivers to the peer holding `name`; false if nobody does.
   virtual bool send_to(std::string_view name, std::span<const std::byte> bytes) = 0;
-  // Rooms with at least one member, sorted by name.
+  // Rooms with at least one member, sorted by name ignoring case.
   virtual std::vector<RoomInfo> rooms() = 0;
-  // Names of the members of `room` that hold a name, sorted.
+  // Names of the members of `room` that hold a name, sorted ignoring case.
   virtual std::vector<std::string> members(std::string_view room) = 0;
   // Leaves every room and releases the name: what a session does in on_close.
   virtual void forget(Peer& peer) = 0;

@@ -393,15 +393,61 @@ TEST_SUITE("chat") {
     CHECK(amy.peer.take() == "OK joined dev\n");
     CHECK(bob.peer.take() == "* amy left\n");
     bob.feed("/join DEV\n");
-    CHECK(bob.peer.take() == "OK joined DEV\n");
+    CHECK(bob.peer.take() == "OK joined dev\n");  // the room as its creator spelled it
     CHECK(amy.peer.take() == "* bob joined\n");
     bob.feed("/join Dev\n");  // already there, in any spelling
-    CHECK(bob.peer.take() == "OK joined Dev\n");
+    CHECK(bob.peer.take() == "OK joined dev\n");
     CHECK(amy.peer.take() == "");
     bob.feed("/rooms\n");
     CHECK(bob.peer.take() == "OK 1 room: dev(2)\n");
     amy.feed("hi\n");
     CHECK(bob.peer.take() == "amy: hi\n");
+  }
+
+  TEST_CASE("/who, /rooms and notices show each nick and room as its owner spelled it") {
+    ChatRoom room;
+    FakeConnection& alice = room.login("Alice");
+    FakeConnection& bob = room.login("bob");
+    FakeConnection& other = room.connect();
+    other.feed("/nick alice\n");  // Alice vs alice: one nick
+    CHECK(other.peer.take() == "ERR nick taken: alice\n");
+    bob.feed("/who\n");
+    CHECK(bob.peer.take() == "OK 2 in lobby: Alice bob\n");  // sorted ignoring case
+    bob.feed("/msg ALICE hi\n");
+    CHECK(bob.peer.take() == "OK sent to ALICE\n");
+    CHECK(alice.peer.take() == "[private] bob: hi\n");
+    alice.feed("/msg BOB hello\n");
+    CHECK(bob.peer.take() == "[private] Alice: hello\n");
+    alice.peer.take();
+
+    // The room keeps its creator's spelling while it exists, whoever joins in what spelling.
+    alice.feed("/join Dev\n");
+    CHECK(alice.peer.take() == "OK joined Dev\n");
+    CHECK(bob.peer.take() == "* Alice left\n");
+    bob.feed("/join DEV\n");
+    CHECK(bob.peer.take() == "OK joined Dev\n");
+    CHECK(alice.peer.take() == "* bob joined\n");
+    bob.feed("/who\n");
+    CHECK(bob.peer.take() == "OK 2 in Dev: Alice bob\n");
+    other.feed("/rooms\n");
+    CHECK(other.peer.take() == "OK 1 room: Dev(2)\n");
+
+    // Lobby vs lobby: the lobby, emptied and created again as "Lobby", is "Lobby" for newcomers.
+    alice.feed("/join Lobby\n");
+    CHECK(alice.peer.take() == "OK joined Lobby\n");
+    bob.peer.take();
+    other.feed("/nick carol\n");
+    CHECK(other.peer.take() == "OK nick carol, joined Lobby\n");
+    CHECK(alice.peer.take() == "* carol joined\n");
+    other.feed("/rooms\n");
+    CHECK(other.peer.take() == "OK 2 rooms: Dev(1) Lobby(2)\n");
+
+    // A new spelling of one's own nick is what /who shows from then on.
+    alice.feed("/nick ALICE\n");
+    CHECK(alice.peer.take() == "OK nick ALICE\n");
+    CHECK(other.peer.take() == "* Alice is now ALICE\n");
+    other.feed("/who\n");
+    CHECK(other.peer.take() == "OK 2 in Lobby: ALICE carol\n");
   }
 
   TEST_CASE("unknown commands get ERR and change nothing; commands ignore case") {
@@ -640,5 +686,51 @@ TEST_SUITE("chat") {
     CHECK(amy.peer.take() == "OK nick amy, joined main\n");
     amy.feed(std::string(101, 'x') + "\n");
     CHECK(amy.peer.take() == "ERR line too long\n");
+  }
+}
+
+TEST_SUITE("local hub") {
+  // The Hub itself compares names and rooms ignoring ASCII case and lists them as spelled by the
+  // peer that claimed the name or created the room.
+  TEST_CASE("names: one per spelling-insensitive key, listed and reached in any spelling") {
+    reactor::LocalHub hub;
+    test::FakePeer alice, other, bob;
+    CHECK(hub.claim_name("Alice", alice));
+    CHECK_FALSE(hub.claim_name("alice", other));
+    CHECK_FALSE(hub.claim_name("ALICE", other));
+    CHECK(hub.claim_name("bob", bob));
+    hub.join("lobby", alice);
+    hub.join("LOBBY", bob);
+    CHECK(hub.members("Lobby") == Lines{"Alice", "bob"});
+    CHECK(hub.send_to("aLiCe", reactor::as_bytes("hi\n")));
+    CHECK(alice.take() == "hi\n");
+    CHECK_FALSE(hub.send_to("carol", reactor::as_bytes("hi\n")));
+    // Renaming to a new spelling of one's own name keeps it and shows the new spelling.
+    CHECK(hub.claim_name("ALICE", alice));
+    CHECK(hub.members("lobby") == Lines{"ALICE", "bob"});
+    CHECK_FALSE(hub.claim_name("alice", other));
+    hub.release_name(alice);
+    CHECK(hub.claim_name("alice", other));
+    CHECK_FALSE(hub.send_to("x", reactor::as_bytes("")));
+  }
+
+  TEST_CASE("rooms: the creator's spelling while the room exists, sorted ignoring case") {
+    reactor::LocalHub hub;
+    test::FakePeer a, b, c;
+    hub.join("Lobby", a);
+    hub.join("lobby", b);
+    hub.join("dev", c);
+    REQUIRE(hub.rooms().size() == 2);
+    CHECK(hub.rooms()[0].name == "dev");
+    CHECK(hub.rooms()[1].name == "Lobby");
+    CHECK(hub.rooms()[1].members == 2);
+    hub.publish("LOBBY", reactor::as_bytes("x\n"), &a);
+    CHECK(a.take().empty());
+    CHECK(b.take() == "x\n");
+    hub.leave("LOBBY", a);
+    hub.forget(b);
+    hub.join("LoBbY", c);  // created again: the new creator's spelling
+    REQUIRE(hub.rooms().size() == 2);
+    CHECK(hub.rooms()[1].name == "LoBbY");
   }
 }

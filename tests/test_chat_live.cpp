@@ -221,11 +221,8 @@ TEST_CASE("chat nick rules: valid names, bad characters, 33 characters, taken na
     ChatClient d(address);
     CHECK(d.ask("/nick bob") == "OK nick bob, joined lobby");
     CHECK(a.line() == "* bob joined");
-    // /who lists the Hub's keys: nicks folded to lower case (they compare ignoring case).
-    std::string longest_key = longest;
-    for (char& ch : longest_key)
-      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    CHECK(a.ask("/who") == "OK 3 in lobby: alice " + longest_key + " bob");
+    // /who shows each nick as its holder spelled it, sorted ignoring case.
+    CHECK(a.ask("/who") == "OK 3 in lobby: alice " + longest + " bob");
   });
 }
 
@@ -271,6 +268,40 @@ TEST_CASE("chat join and leave notices reach the right rooms only; /rooms and /w
     CHECK(alice->line() == "* dave left");
     CHECK(bob->ask("/rooms") == "OK 2 rooms: dev(2) lobby(1)");
     CHECK(carol->ask("/who") == "OK 2 in dev: bob carol");
+  });
+}
+
+TEST_CASE("chat names and rooms ignore case and show as their owner spelled them") {
+  for_each_model([](const std::string&, test::ServerProcess& server) {
+    const auto& tcp = server.addresses[0];
+    auto alice = join_as(tcp, "Alice");
+    auto bob = join_as(server.addresses[1], "bob");
+    CHECK(alice->line() == "* bob joined");
+    ChatClient other(tcp);
+    CHECK(other.ask("/nick alice") == "ERR nick taken: alice");  // Alice vs alice: one nick
+    CHECK(bob->ask("/who") == "OK 2 in lobby: Alice bob");
+    CHECK(bob->ask("/msg ALICE hi") == "OK sent to ALICE");
+    CHECK(alice->line() == "[private] bob: hi");
+    CHECK(alice->ask("/msg BOB hello") == "OK sent to BOB");
+    CHECK(bob->line() == "[private] Alice: hello");
+
+    // The room keeps its creator's spelling while it exists.
+    CHECK(alice->ask("/join Dev") == "OK joined Dev");
+    CHECK(bob->line() == "* Alice left");
+    CHECK(bob->ask("/join DEV") == "OK joined Dev");
+    CHECK(alice->line() == "* bob joined");
+    CHECK(alice->ask("/who") == "OK 2 in Dev: Alice bob");
+    CHECK(other.ask("/rooms") == "OK 1 room: Dev(2)");
+
+    // Lobby vs lobby: the lobby created again as "Lobby" is "Lobby" to newcomers.
+    CHECK(alice->ask("/join Lobby") == "OK joined Lobby");
+    CHECK(bob->line() == "* Alice left");
+    CHECK(other.ask("/nick carol") == "OK nick carol, joined Lobby");
+    CHECK(alice->line() == "* carol joined");
+    CHECK(other.ask("/rooms") == "OK 2 rooms: Dev(1) Lobby(2)");
+    CHECK(alice->ask("/nick ALICE") == "OK nick ALICE");
+    CHECK(other.line() == "* Alice is now ALICE");
+    CHECK(other.ask("/who") == "OK 2 in Lobby: ALICE carol");
   });
 }
 

@@ -83,6 +83,42 @@ TEST_CASE("two instances on one Redis share rooms, nicks, /who, /rooms and priva
   test::stop_server(b);
 }
 
+TEST_CASE("across instances nicks and rooms ignore case and show as their owner spelled them") {
+  test::RedisServer redis;
+  auto a = start_instance(redis);
+  auto b = start_instance(redis);
+  auto alice = join_as(a, "Alice");
+  auto bob = join_as(b, "bob");
+  auto other = std::make_unique<test::ChatClient>(b.addresses.at(0));
+  CHECK(other->ask("/nick alice") == "ERR nick taken: alice");  // held on the other instance
+  CHECK(eventually(*bob, "/who", "OK 2 in lobby: Alice bob"));
+  CHECK(alice->ask("/who") == "OK 2 in lobby: Alice bob");
+  CHECK(bob->ask("/msg ALICE hi") == "OK sent to ALICE");
+  CHECK(alice->wait_for("[private] bob: hi"));
+  CHECK(alice->ask("/msg BOB hello") == "OK sent to BOB");
+  CHECK(bob->wait_for("[private] Alice: hello"));
+
+  // A room created on one instance keeps its spelling when joined from another.
+  CHECK(alice->ask("/join Dev") == "OK joined Dev");
+  CHECK(bob->wait_for("* Alice left"));
+  CHECK(bob->ask("/join DEV") == "OK joined Dev");
+  CHECK(alice->wait_for("* bob joined"));
+  CHECK(eventually(*other, "/rooms", "OK 1 room: Dev(2)"));
+  CHECK(eventually(*alice, "/who", "OK 2 in Dev: Alice bob"));
+  bob->send_line("in Dev");
+  CHECK(alice->wait_for("bob: in Dev"));
+
+  // A new spelling of one's own nick keeps the nick (the lease is not released) and shows.
+  CHECK(alice->ask("/nick ALICE") == "OK nick ALICE");
+  CHECK(bob->wait_for("* Alice is now ALICE"));
+  CHECK(eventually(*bob, "/who", "OK 2 in Dev: ALICE bob"));
+  CHECK(other->ask("/nick alice") == "ERR nick taken: alice");
+  CHECK(test::redis_ask(redis.port(), "EXISTS chat:nick:alice") == ":1");  // the folded key
+  CHECK(test::redis_ask(redis.port(), "EXISTS chat:nick:ALICE") == ":0");
+  test::stop_server(a);
+  test::stop_server(b);
+}
+
 TEST_CASE("under --model reuseport every loop is an instance of its own on the hub") {
   test::RedisServer redis;
   auto a = test::start_server(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0",

@@ -45,7 +45,11 @@ class ShardHub::Shard final : public Hub {
   bool claim_name(std::string_view name, Peer& peer) override {
     std::lock_guard lock(hub_.mutex_);
     auto holder = hub_.by_name_.find(name);
-    if (holder != hub_.by_name_.end()) return holder->second.peer == &peer;
+    if (holder != hub_.by_name_.end()) {
+      if (holder->second.peer != &peer) return false;
+      if (holder->first == name) return true;
+      // A new spelling of its own name: erased below and listed as spelled now.
+    }
     auto& rec = hub_.record(index_, peer);
     if (!rec.name.empty()) hub_.by_name_.erase(rec.name);
     rec.name = std::string(name);
@@ -89,7 +93,7 @@ class ShardHub::Shard final : public Hub {
       auto rec = hub_.peers_.find(m.peer);
       if (rec != hub_.peers_.end() && !rec->second.name.empty()) out.push_back(rec->second.name);
     }
-    std::sort(out.begin(), out.end());
+    std::sort(out.begin(), out.end(), NameLess{});
     return out;
   }
 

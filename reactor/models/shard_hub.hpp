@@ -1,7 +1,8 @@
 // ShardHub: a Hub for sessions spread over several loops (the reuseport model). The directory of
 // rooms and names sits behind one mutex; a delivery to a peer on another loop is posted to that
 // loop and re-checked there (the peer may have left meanwhile), so Peer::send always runs on the
-// peer's own loop thread.
+// peer's own loop thread. Names and rooms compare ignoring ASCII case and are listed as their
+// holder or creator spelled them, as in LocalHub.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "reactor/local_hub.hpp"
 #include "reactor/loop.hpp"
 #include "reactor/session.hpp"
 
@@ -46,10 +48,11 @@ class ShardHub {
   std::vector<Loop*> loops_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::mutex mutex_;
-  std::map<std::string, std::vector<Member>, std::less<>> rooms_;  // guarded by mutex_
-  std::map<std::string, Member, std::less<>> by_name_;             // guarded by mutex_
-  std::unordered_map<const Peer*, PeerRecord> peers_;              // guarded by mutex_
-  std::uint64_t next_token_ = 1;                                   // guarded by mutex_
+  // Keys are display spellings, compared ignoring case.
+  std::map<std::string, std::vector<Member>, NameLess> rooms_;  // guarded by mutex_
+  std::map<std::string, Member, NameLess> by_name_;             // guarded by mutex_
+  std::unordered_map<const Peer*, PeerRecord> peers_;           // guarded by mutex_
+  std::uint64_t next_token_ = 1;                                // guarded by mutex_
 };
 
 }  // namespace reactor

@@ -367,7 +367,7 @@ void RedisHub::del_member(const PeerState& state, std::string_view room) {
 }
 
 void RedisHub::release_lease(std::string_view name) {
-  command({"EVAL", kReleaseScript, "1", key("nick", name), instance_});
+  command({"EVAL", kReleaseScript, "1", key("nick", fold_name(name)), instance_});
 }
 
 void RedisHub::rewrite_leases() {
@@ -385,7 +385,7 @@ void RedisHub::refresh() {
   keys.push_back(key("members", instance_));
   keys.push_back(key("alive", instance_));
   for (const auto& [peer, state] : peers_) {
-    if (!state.name.empty()) keys.push_back(key("nick", state.name));
+    if (!state.name.empty()) keys.push_back(key("nick", fold_name(state.name)));
   }
   const std::string count = number(keys.size());
   const std::string ttl = number(static_cast<std::uint64_t>(options_.ttl.count()));
@@ -494,12 +494,30 @@ bool RedisHub::query_snapshot(Snapshot& out) {
   return parse_snapshot(r.get(), key("members", ""), key("alive", ""), out);
 }
 
+std::string RedisHub::spelling_of(std::string_view room) {
+  if (const std::string_view listed = local_.room_name(room); !listed.empty()) {
+    return std::string(listed);
+  }
+  // New here: spelled as on the other instances that have members in it, if any.
+  Snapshot snapshot;
+  if (query_snapshot(snapshot)) {
+    for (const auto& [instance, fields] : snapshot.members) {
+      if (instance == instance_) continue;
+      for (const auto& [f, name] : fields) {
+        if (same_name(room_of(f), room)) return std::string(room_of(f));
+      }
+    }
+  }
+  return std::string(room);
+}
+
 void RedisHub::join(std::string_view room, Peer& peer) {
-  local_.join(room, peer);
+  local_.join(spelling_of(room), peer);
   PeerState& state = state_of(peer);
-  if (std::find(state.rooms.begin(), state.rooms.end(), room) != state.rooms.end()) return;
-  state.rooms.emplace_back(room);
-  set_member(state, room);
+  const auto same = [room](const std::string& r) { return same_name(r, room); };
+  if (std::any_of(state.rooms.begin(), state.rooms.end(), same)) return;
+  state.rooms.emplace_back(local_.room_name(room));
+  set_member(state, state.rooms.back());
 }
 
 void RedisHub::leave(std::string_view room, Peer& peer) {
@@ -507,9 +525,10 @@ void RedisHub::leave(std::string_view room, Peer& peer) {
   auto it = peers_.find(&peer);
   if (it == peers_.end()) return;
   auto& rooms = it->second.rooms;
-  const auto at = std::find(rooms.begin(), rooms.end(), room);
+  const auto at = std::find_if(rooms.begin(), rooms.end(),
+                               [room](const std::string& r) { return same_name(r, room); });
   if (at == rooms.end()) return;
-  del_member(it->second, room);
+  del_member(it->second, *at);
   rooms.erase(at);
 }
 
@@ -523,7 +542,7 @@ void RedisHub::publish(std::string_view room, std::span<const std::byte> bytes,
     return;
   }
   local_.publish(room, bytes, except);
-  const std::string channel = key("room", room);
+  const std::string channel = key("room", fold_name(room));
   payload_.assign(instance_);
   payload_ += ' ';
   payload_.append(as_text(bytes));
@@ -568,7 +587,7 @@ bool RedisHub::claim_name(std::string_view name, Peer& peer) {
   PeerState& state = state_of(peer);
   if (state.name == name) return true;
   if (!linked_ || sync_ == nullptr) return false;
-  const std::string k = key("nick", name);
+  const std::string k = key("nick", fold_name(name));
   const std::string ttl = number(static_cast<std::uint64_t>(options_.ttl.count()));
   Reply r(static_cast<redisReply*>(redisCommand(sync_, "SET %b %b NX PX %b", k.data(), k.size(),
                                                 instance_.data(), instance_.size(), ttl.data(),
@@ -592,7 +611,8 @@ bool RedisHub::claim_name(std::string_view name, Peer& peer) {
   } else if (!local_.claim_name(name, peer)) {
     return false;  // another local peer holds it (Redis had lost its lease; it has it again)
   }
-  if (!state.name.empty()) release_lease(state.name);
+  // A new spelling of one's own name keeps its lease.
+  if (!state.name.empty() && !same_name(state.name, name)) release_lease(state.name);
   state.name = name;
   for (const auto& room : state.rooms) set_member(state, room);
   return true;
@@ -610,7 +630,7 @@ void RedisHub::release_name(Peer& peer) {
 bool RedisHub::send_to(std::string_view name, std::span<const std::byte> bytes) {
   if (local_.send_to(name, bytes)) return true;
   if (!linked_ || sync_ == nullptr) return false;
-  const std::string k = key("nick", name);
+  const std::string k = key("nick", fold_name(name));
   Reply owner(static_cast<redisReply*>(redisCommand(sync_, "GET %b", k.data(), k.size())));
   if (!owner) {
     link_lost();
@@ -634,12 +654,13 @@ bool RedisHub::send_to(std::string_view name, std::span<const std::byte> bytes) 
 std::vector<RoomInfo> RedisHub::rooms() {
   Snapshot snapshot;
   if (!query_snapshot(snapshot)) return local_.rooms();
-  std::map<std::string, std::size_t, std::less<>> counts;
+  // Keyed ignoring case; ours first, so that a room we have is listed as we spell it.
+  std::map<std::string, std::size_t, NameLess> counts;
+  for (const auto& info : local_.rooms()) counts[info.name] += info.members;
   for (const auto& [instance, fields] : snapshot.members) {
     if (instance == instance_) continue;  // ours: from memory, Redis may lag behind
     for (const auto& [f, name] : fields) ++counts[std::string(room_of(f))];
   }
-  for (const auto& info : local_.rooms()) counts[info.name] += info.members;
   std::vector<RoomInfo> out;
   for (const auto& [room, n] : counts) {
     if (!room.empty() && n > 0) out.push_back({room, n});
@@ -654,10 +675,10 @@ std::vector<std::string> RedisHub::members(std::string_view room) {
   for (const auto& [instance, fields] : snapshot.members) {
     if (instance == instance_) continue;
     for (const auto& [f, name] : fields) {
-      if (!name.empty() && room_of(f) == room) out.push_back(name);
+      if (!name.empty() && same_name(room_of(f), room)) out.push_back(name);
     }
   }
-  std::sort(out.begin(), out.end());
+  std::sort(out.begin(), out.end(), NameLess{});
   return out;
 }
 

@@ -1,12 +1,18 @@
 // RedisHub: a Hub whose rooms, private messages, room and member lists and unique names span
 // every server on the same Redis. Local delivery stays in a LocalHub; Redis carries the rest:
 //
-//   {prefix}:room:{ROOM}     pub/sub channel per room (one PSUBSCRIBE {prefix}:room:*); a message
+//   {prefix}:room:{room}     pub/sub channel per room (one PSUBSCRIBE {prefix}:room:*); a message
 //                            is "{INSTANCE} {BYTES}", its own instance skips it (already sent)
 //   {prefix}:to:{INSTANCE}   pub/sub channel for private messages, "{NAME} {BYTES}"
-//   {prefix}:nick:{NAME}     the instance holding NAME: SET NX with a TTL (the lease)
+//   {prefix}:nick:{name}     the instance holding NAME: SET NX with a TTL (the lease)
 //   {prefix}:members:{INSTANCE}  hash "{TOKEN}/{ROOM}" -> NAME ("" before a name), with a TTL
 //   {prefix}:alive:{INSTANCE}    present while the instance runs (TTL)
+//
+// Names and rooms compare ignoring ASCII case, as in LocalHub: {room} and {name} are folded to
+// lower case, while ROOM and NAME in the member hashes are the spellings lists show (NAME as its
+// holder claimed it, ROOM as the room's first member spelled it). A room new on this instance
+// takes the spelling of the other instances' members, if it has any (two instances creating one
+// room at the same moment may each keep their own).
 //
 // Each instance refreshes its leases every TTL/3, so the names, members and alive key of an
 // instance that dies disappear within the TTL; the others notice the missing alive key and tell
@@ -103,7 +109,7 @@ class RedisHub final : public Hub {
   struct PeerState {
     std::uint64_t token = 0;
     std::string name;
-    std::vector<std::string> rooms;
+    std::vector<std::string> rooms;  // as listed (spelled in the member hash's fields)
   };
   using Snapshot = RedisHubSnapshot;
 
@@ -115,6 +121,7 @@ class RedisHub final : public Hub {
   static void on_subscribed(redisAsyncContext* ac, void* reply, void* privdata);
 
   PeerState& state_of(Peer& peer);
+  std::string spelling_of(std::string_view room);
   bool connect_sync(std::string& error);
   bool begin_link(std::string& error);
   void linked_now();
