@@ -4,8 +4,8 @@
 # further reactor-server models; median of 3 rounds). `--suite scale` runs the idle-connection
 # scaling curves alone.
 # Extra arguments go to reactor-bench (e.g. --quick, --models epoll,thread, --out DIR).
-# --suite http runs tools/reactor-bench-http instead: reactor http vs nginx (docs/http.md).
-# --suite resp runs tools/resp-bench.sh instead: reactor resp vs redis-server (redis-benchmark).
+# --suite http runs tools/bench/reactor-bench-http instead: reactor http vs nginx (docs/http.md).
+# --suite resp runs tools/bench/resp-bench.sh instead: reactor resp vs redis-server (redis-benchmark).
 # Without --suite it runs the comparison, then the http and resp suites, into one folder.
 # Safe to rerun. Results land in results/<UTC timestamp>/ (JSON, CSV, SVG chart, index.html).
 set -euo pipefail
@@ -36,7 +36,7 @@ if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "http" ]; then
 fi
 # The resp suite (redis-benchmark vs redis-server) has its own small driver.
 if [ "${1:-}" = "--suite" ] && [ "${2:-}" = "resp" ]; then
-  exec bash tools/resp-bench.sh --server build-release/tools/reactor-server "${@:3}"
+  exec bash tools/bench/resp-bench.sh --server build-release/tools/reactor-server "${@:3}"
 fi
 # The main job: the model comparison, then the suites next to the servers users would pick
 # instead (http vs nginx, resp vs redis-server), all into one results folder.
@@ -57,7 +57,7 @@ if [ -z "$out" ]; then
 fi
 build-release/tools/reactor-bench "${args[@]}"
 echo "== resp suite: reactor resp vs redis-server"
-bash tools/resp-bench.sh --server build-release/tools/reactor-server --out "$out/resp" "${quick[@]}"
+bash tools/bench/resp-bench.sh --server build-release/tools/reactor-server --out "$out/resp" "${quick[@]}"
 echo "== http suite: reactor http vs nginx (writes index.html over every suite's results)"
 build-release/tools/reactor-bench-http --out "$out" "${quick[@]}"
 echo "results: $out (index.html: reactor-server --protocol http --args root=$out)"

@@ -1,6 +1,9 @@
 // The load generator's engine: T threads, each with its own epoll and its share of the
 // connections, driving one of three workloads (connrate, echo, idle) with nonblocking sockets.
 // Every wait is bounded: stalled connects and reads time out, and each run ends by itself.
+// run_load is in load_engine.cpp, the core it shares with the workloads in load_worker.*, each
+// workload in its own file (load_connrate.cpp, load_echo.cpp, load_idle.cpp, and echo --idle's
+// held connections in load_echo_idle.*).
 #pragma once
 
 #include <atomic>

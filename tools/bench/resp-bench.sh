@@ -3,7 +3,7 @@
 # redis-server, same machine, same client. Server pinned to CPU 1, redis-benchmark to CPU 0;
 # rounds alternate A B A B (reactor, redis) and the table shows each median and the ratio
 # reactor/redis. Writes runs.csv (every run), results.csv (medians, ratio) and table.txt.
-# Usage: tools/resp-bench.sh --server PATH [--out DIR] [--rounds N] [--requests N]
+# Usage: tools/bench/resp-bench.sh --server PATH [--out DIR] [--rounds N] [--requests N]
 #        [--clients N] [--pipelines "1 16"] [--tests ping,set,get] [--model epoll]
 set -euo pipefail
 
