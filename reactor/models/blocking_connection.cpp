@@ -24,6 +24,8 @@ constexpr std::size_t kEagerFlush = 64 * 1024;
 constexpr unsigned kMaxSpeculativeReads = 16;
 // A read that finds nothing is not tried first again for up to this many waits.
 constexpr unsigned kMaxSpeculationBackoff = 64;
+// A connection's first read, onto the stack.
+constexpr std::size_t kFirstRead = 2048;
 
 void on_wake_signal(int) {}
 
@@ -275,27 +277,40 @@ int BlockingConnection::poll_timeout_ms(Clock::time_point now) const {
 }
 
 BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
-  ssize_t n;
   if (input_.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
-    // straight from there; only what it leaves unconsumed is copied to the heap.
-    std::byte stack[Buffer::kSpillSize];
-    n = ::recv(socket_.get(), stack, sizeof(stack), 0);
-    if (n > 0) {
-      counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      last_activity_ = Clock::now();
-      present(session, {stack, static_cast<std::size_t>(n)}, false);
-      return ReadResult::data;
-    }
-  } else {
-    n = input_.read_from(socket_.get());
-    if (n > 0) {
-      counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      last_activity_ = Clock::now();
-      present(session, input_.readable(), true);
-      return ReadResult::data;
-    }
+    // straight from there; only what it leaves unconsumed is copied to the heap. The first read
+    // (tried before any wait) takes a small buffer: for a client that has sent nothing yet it
+    // then touches no more of the thread's stack than waiting does.
+    return has_read_ ? read_onto_stack<Buffer::kSpillSize>(session)
+                     : read_onto_stack<kFirstRead>(session);
   }
+  const ssize_t n = input_.read_from(socket_.get());
+  if (n > 0) {
+    counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    last_activity_ = Clock::now();
+    present(session, input_.readable(), true);
+    return ReadResult::data;
+  }
+  return read_ended(session, n);
+}
+
+template <std::size_t N>
+BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& session) {
+  std::byte stack[N];
+  const ssize_t n = ::recv(socket_.get(), stack, sizeof(stack), 0);
+  if (n > 0) {
+    has_read_ = true;
+    counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    last_activity_ = Clock::now();
+    present(session, {stack, static_cast<std::size_t>(n)}, false);
+    return ReadResult::data;
+  }
+  return read_ended(session, n);
+}
+
+// A read that brought no bytes: `n` is 0 (end of input) or -1.
+BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
   if (n < 0) {
     if (would_block(errno)) return ReadResult::would_block;
     fail(last_errno());

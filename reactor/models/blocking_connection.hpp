@@ -167,6 +167,9 @@ class BlockingConnection final : public Peer {
   void run_timers(Clock::time_point now);
   void say_last_words(std::error_code reason);
   ReadResult read_once(Session& session);
+  template <std::size_t N>
+  [[gnu::noinline]] ReadResult read_onto_stack(Session& session);
+  ReadResult read_ended(Session& session, ssize_t n);
   void present(Session& session, std::span<const std::byte> bytes, bool from_input);
   void flush();
   void linger();
@@ -187,6 +190,7 @@ class BlockingConnection final : public Peer {
   Clock::time_point last_activity_{};
   bool read_paused_ = false;
   bool hung_up_ = false;
+  bool has_read_ = false;           // a read brought bytes
   unsigned speculative_reads_ = 0;  // in a row without waiting, bounded (side channels, fairness)
   unsigned speculation_skip_ = 0;   // waits to go before the next speculative read
   unsigned speculation_backoff_ = 0;
