@@ -1,14 +1,15 @@
 #include "reactor/models/blocking_connection.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 #include <optional>
 #include <vector>
 
+#include "reactor/address.hpp"
 #include "reactor/error.hpp"
 #include "reactor/log.hpp"
 #include "reactor/socket.hpp"
@@ -18,6 +19,15 @@ namespace {
 
 // Output the session queued this large is written at once instead of after its callback.
 constexpr std::size_t kEagerFlush = 64 * 1024;
+// Reads in a row without waiting: a client that keeps the socket full still lets the side
+// channels be polled now and then.
+constexpr unsigned kMaxSpeculativeReads = 16;
+// A read that finds nothing is not tried first again for up to this many waits.
+constexpr unsigned kMaxSpeculationBackoff = 64;
+// A connection's first read, onto the stack.
+constexpr std::size_t kFirstRead = 2048;
+
+void on_wake_signal(int) {}
 
 bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
@@ -33,17 +43,52 @@ int ms_until(BlockingConnection::Clock::time_point now,
 
 }  // namespace
 
+WakeSignal::WakeSignal() {
+  struct sigaction current {};
+  if (::sigaction(kSignal, nullptr, &current) != 0) {
+    error_ = last_errno();
+    return;
+  }
+  const bool handled = (current.sa_flags & SA_SIGINFO) != 0
+                           ? current.sa_sigaction != nullptr
+                           : current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
+  if (!handled) {
+    // Ignored signals are discarded, and would not end a wait: a handler that does nothing.
+    struct sigaction action {};
+    action.sa_handler = on_wake_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    if (::sigaction(kSignal, &action, nullptr) != 0) {
+      error_ = last_errno();
+      return;
+    }
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, kSignal);
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, &set, &previous_); rc != 0) {
+    error_ = errno_code(rc);
+    return;
+  }
+  restore_ = true;
+  wait_mask_ = previous_;
+  sigdelset(&wait_mask_, kSignal);
+}
+
+WakeSignal::~WakeSignal() {
+  if (restore_) ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+}
+
 BlockingConnection::BlockingConnection(Fd socket, std::string remote, const BlockingLimits& limits,
                                        BlockingCounters& counters, bool wakeable)
-    : limits_(limits), counters_(counters), remote_(std::move(remote)), socket_(std::move(socket)) {
-  std::error_code ec = set_nonblocking(socket_.get(), true);
-  if (!ec && wakeable) {
-    wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!wake_) ec = last_errno();
-  }
-  if (ec) {
+    : limits_(limits),
+      counters_(counters),
+      wakeable_(wakeable),
+      remote_(std::move(remote)),
+      socket_(std::move(socket)) {
+  if (wakeable_ && limits_.wait_mask == nullptr) {
     dropped_ = true;  // serve() runs on_open, then closes with this reason at once
-    drop_reason_ = ec;
+    drop_reason_ = errno_code(EINVAL);
   }
 }
 
@@ -51,17 +96,25 @@ BlockingConnection::~BlockingConnection() = default;
 
 std::error_code BlockingConnection::serve(Session& session,
                                           std::span<SideChannel* const> side_channels) {
+  owner_thread_ = ::pthread_self();
   owner_.store(std::this_thread::get_id(), std::memory_order_release);
   session_ = &session;
   last_activity_ = Clock::now();
   guarded([&] { session.on_open(*this); });
 
-  std::vector<pollfd> fds;
-  fds.reserve(2 + side_channels.size());
+  pollfd few[4];
+  std::vector<pollfd> many;
+  pollfd* fds = few;
+  const std::size_t nfds = 1 + side_channels.size();
+  if (nfds > std::size(few)) {
+    many.resize(nfds);
+    fds = many.data();
+  }
   std::error_code reason;
   for (;;) {
     auto now = Clock::now();
     run_timers(now);
+    const bool answered = unflushed_;
     if (unflushed_) {  // what the session sent since the last round goes out in one write
       unflushed_ = false;
       flush();
@@ -70,31 +123,32 @@ std::error_code BlockingConnection::serve(Session& session,
       reason = *due;
       break;
     }
-    bool reading = want_read();
+    std::size_t pending = 0;
+    const bool reading = want_read(pending);
+    if (reading && pending == 0 && !answered && speculate()) {
+      // Input is likely there already (a client that sends as it connects, or streams): read it
+      // without asking poll first. Not after an answer: the peer is likely waiting for it.
+      const bool found = read_once(session) != ReadResult::would_block;
+      speculated(found);
+      if (found) continue;
+    }
     short events = reading ? POLLIN : 0;
-    if (buffered() > 0) events |= POLLOUT;
-    fds.clear();
-    fds.push_back({socket_.get(), events, 0});
-    if (wake_) fds.push_back({wake_.get(), POLLIN, 0});
-    for (SideChannel* side : side_channels) fds.push_back({side->fd(), POLLIN, 0});
+    if (pending > 0) events |= POLLOUT;
+    fds[0] = {socket_.get(), events, 0};
+    for (std::size_t i = 0; i < side_channels.size(); ++i) {
+      fds[1 + i] = {side_channels[i]->fd(), POLLIN, 0};
+    }
 
-    int rc = ::poll(fds.data(), fds.size(), poll_timeout_ms(now));
+    int rc = wait(fds, nfds, poll_timeout_ms(now));
+    waited();
     if (rc < 0) {
       if (errno != EINTR) fail(last_errno());
-      continue;
+      continue;  // EINTR: woken (WakeSignal), or any other signal
     }
     if (rc == 0) continue;  // a deadline: due_close decides
 
-    std::size_t next = 1;
-    if (wake_) {
-      if (fds[next].revents != 0) {
-        std::uint64_t count;
-        [[maybe_unused]] ssize_t n = ::read(wake_.get(), &count, sizeof(count));
-      }
-      ++next;
-    }
-    for (SideChannel* side : side_channels) {
-      if (fds[next++].revents != 0) side->on_readable(*this);
+    for (std::size_t i = 0; i < side_channels.size(); ++i) {
+      if (fds[1 + i].revents != 0) side_channels[i]->on_readable(*this);
     }
 
     short revents = fds[0].revents;
@@ -122,21 +176,56 @@ std::error_code BlockingConnection::serve(Session& session,
       limits_.protocol != nullptr && buffered() == 0) {
     say_last_words(reason);
   }
+  const bool dropped =
+      reason == Errc::idle_timeout || reason == Errc::input_too_large || reason == Errc::too_slow;
+  if (dropped && log_enabled(LogLevel::info)) {
+    log(LogLevel::info, "%s: dropped: %s", remote().c_str(), reason.message().c_str());
+  }
   close_socket();
   timers_.reset();  // no timer fires after on_close
   session_ = nullptr;
-  if (reason && reason != Errc::session_failed && reason != Errc::shutting_down &&
-      log_enabled(LogLevel::info)) {
-    const bool dropped = reason == Errc::idle_timeout || reason == Errc::input_too_large ||
-                         reason == Errc::too_slow;
-    if (dropped) log(LogLevel::info, "%s: dropped: %s", remote_.c_str(), reason.message().c_str());
-  }
   try {
     session.on_close(reason);
   } catch (...) {
     // A throwing on_close has nothing left to lose: the connection is gone already.
   }
+  owner_.store(std::thread::id(), std::memory_order_release);  // nothing left to wake
   return reason;
+}
+
+int BlockingConnection::wait(pollfd* fds, std::size_t count, int timeout_ms) {
+  if (!wakeable_) return ::poll(fds, count, timeout_ms);
+  timespec timeout{};
+  timespec* bound = nullptr;
+  if (timeout_ms >= 0) {
+    timeout.tv_sec = timeout_ms / 1000;
+    timeout.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1'000'000L;
+    bound = &timeout;
+  }
+  // WakeSignal::kSignal is unblocked for the wait only: one sent before it ends it at once.
+  return ::ppoll(fds, count, bound, limits_.wait_mask);
+}
+
+bool BlockingConnection::speculate() const noexcept {
+  return speculation_skip_ == 0 && speculative_reads_ < kMaxSpeculativeReads;
+}
+
+void BlockingConnection::speculated(bool found) {
+  if (found) {
+    ++speculative_reads_;
+    speculation_backoff_ = 0;
+    return;
+  }
+  // A request-response client: its next request comes after our answer, not with it. Try less
+  // often, so that each round costs poll + read rather than read + poll + read.
+  speculation_backoff_ =
+      speculation_backoff_ == 0 ? 1 : std::min(speculation_backoff_ * 2, kMaxSpeculationBackoff);
+  speculation_skip_ = speculation_backoff_ + 1;  // the wait that follows this miss counts too
+}
+
+void BlockingConnection::waited() {
+  speculative_reads_ = 0;
+  if (speculation_skip_ > 0) --speculation_skip_;
 }
 
 std::optional<std::error_code> BlockingConnection::due_close(Clock::time_point now) {
@@ -160,12 +249,11 @@ std::optional<std::error_code> BlockingConnection::due_close(Clock::time_point n
   return std::nullopt;
 }
 
-bool BlockingConnection::want_read() {
-  std::size_t pending;
+bool BlockingConnection::want_read(std::size_t& pending) {
   {
     std::lock_guard lock(mutex_);
-    if (close_wanted_ || stopping_ || dropped_ || peer_eof_) return false;
     pending = outbox_.size();
+    if (close_wanted_ || stopping_ || dropped_ || peer_eof_) return false;
   }
   if (limits_.max_outbox == 0) {
     if (pending > limits_.high_water) {
@@ -188,37 +276,52 @@ int BlockingConnection::poll_timeout_ms(Clock::time_point now) const {
   return deadline == Clock::time_point::max() ? -1 : ms_until(now, deadline);
 }
 
-void BlockingConnection::read_once(Session& session) {
-  ssize_t n;
+BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
   if (input_.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
-    // straight from there; only what it leaves unconsumed is copied to the heap.
-    std::byte stack[Buffer::kSpillSize];
-    n = ::recv(socket_.get(), stack, sizeof(stack), 0);
-    if (n > 0) {
-      counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      last_activity_ = Clock::now();
-      present(session, {stack, static_cast<std::size_t>(n)}, false);
-      return;
-    }
-  } else {
-    n = input_.read_from(socket_.get());
-    if (n > 0) {
-      counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      last_activity_ = Clock::now();
-      present(session, input_.readable(), true);
-      return;
-    }
+    // straight from there; only what it leaves unconsumed is copied to the heap. The first read
+    // (tried before any wait) takes a small buffer: for a client that has sent nothing yet it
+    // then touches no more of the thread's stack than waiting does.
+    return has_read_ ? read_onto_stack<Buffer::kSpillSize>(session)
+                     : read_onto_stack<kFirstRead>(session);
   }
+  const ssize_t n = input_.read_from(socket_.get());
+  if (n > 0) {
+    counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    last_activity_ = Clock::now();
+    present(session, input_.readable(), true);
+    return ReadResult::data;
+  }
+  return read_ended(session, n);
+}
+
+template <std::size_t N>
+BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& session) {
+  std::byte stack[N];
+  const ssize_t n = ::recv(socket_.get(), stack, sizeof(stack), 0);
+  if (n > 0) {
+    has_read_ = true;
+    counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    last_activity_ = Clock::now();
+    present(session, {stack, static_cast<std::size_t>(n)}, false);
+    return ReadResult::data;
+  }
+  return read_ended(session, n);
+}
+
+// A read that brought no bytes: `n` is 0 (end of input) or -1.
+BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
   if (n < 0) {
-    if (!would_block(errno)) fail(last_errno());
-    return;
+    if (would_block(errno)) return ReadResult::would_block;
+    fail(last_errno());
+    return ReadResult::error;
   }
   {
     std::lock_guard lock(mutex_);
     peer_eof_ = true;
   }
   guarded([&] { session.on_eof(*this); });
+  return ReadResult::eof;
 }
 
 void BlockingConnection::present(Session& session, std::span<const std::byte> bytes,
@@ -403,10 +506,34 @@ void BlockingConnection::close_socket() {
   input_.clear();
 }
 
+// The owner is alive while anyone may call this (its model and the Hub let go of the connection
+// before its thread ends); before serve() and after it there is nobody to wake.
 void BlockingConnection::wake() noexcept {
-  if (!wake_) return;
-  std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
+  if (!wakeable_ || owner_id() == std::thread::id()) return;
+  ::pthread_kill(owner_thread_, WakeSignal::kSignal);
+}
+
+std::string BlockingConnection::remote() const {
+  std::lock_guard lock(mutex_);
+  return remote_locked();
+}
+
+// As the epoll Connection: the peer's address while the socket is open (looked up once),
+// "(closed)" after.
+const std::string& BlockingConnection::remote_locked() const {
+  static const std::string closed = "(closed)";
+  if (!remote_.empty()) return remote_;
+  if (!socket_) return closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(socket_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    remote_ = "(unknown)";
+    return remote_;
+  }
+  // Stream sockets only: a UNIX one is unix_stream, any other family TCP.
+  const Transport transport = ss.ss_family == AF_UNIX ? Transport::unix_stream : Transport::tcp;
+  remote_ = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, transport).to_string();
+  return remote_;
 }
 
 std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
@@ -473,10 +600,9 @@ bool BlockingConnection::guarded(F&& call) {
   } catch (...) {
     what = "an exception that is not a std::exception";
   }
-  log(LogLevel::warn, "%s: the protocol handler threw: %s; closing", remote_.c_str(), what);
+  log(LogLevel::warn, "%s: the protocol handler threw: %s; closing", remote().c_str(), what);
   fail(Errc::session_failed);
   return false;
 }
-
 
 }  // namespace reactor

@@ -1,21 +1,30 @@
 // BlockingConnection: one accepted stream socket driven by one thread (thread model) or one
 // process (fork model), presenting itself to its Session as a Peer.
 //
-// The owning thread sits in serve(): poll() on the socket, a wake eventfd and any side channels
-// (the fork child's relay and signals), reads, calls the session, flushes the outbox. The
+// The owning thread sits in serve(): it reads, calls the session, flushes the outbox, and waits
+// in poll() on the socket and any side channels (the fork child's relay and signals) only when
+// there is nothing to do: unless the session just answered (the peer then waits for that), a
+// read is tried first while reads keep finding data (a client that sends as it connects, or
+// streams), and tried less often each time one finds none. The
 // session's own output is coalesced: it is written once its callback returns (64 KiB or more at
-// once), so a pipelined burst of requests costs one send. Session timers live on this thread. The socket
-// is nonblocking so that a full send buffer never keeps the thread from noticing a wake-up.
+// once), so a pipelined burst of requests costs one send. Session timers live on this thread.
+// The socket is nonblocking so that a full send buffer never keeps the thread from noticing a
+// wake-up.
 //
 // Thread safety: send() from the owning thread is the session's own output; send() from any
-// other thread (a Hub delivery) and deliver(), drop(), stop() are safe from anywhere: they queue
-// under a mutex and wake the owner. Nobody but the owner touches the socket, except drop()'s
-// shutdown(SHUT_RDWR), made under the same mutex as the close.
+// other thread (a Hub delivery) and deliver(), drop(), stop() are safe from anywhere on a
+// wakeable connection: they queue under a mutex and wake the owner with WakeSignal (no descriptor
+// per connection). Nobody but the owner touches the socket, except drop()'s shutdown(SHUT_RDWR)
+// and a delivery's direct send, made under the same mutex as the close.
 //
 // Limits: with max_outbox set, any queued output over it drops the peer (Errc::too_slow). With
 // max_outbox 0 the session's own output pauses reading above high_water (backpressure), and
 // deliveries are bounded by delivery_limit, so that a slow reader never stalls a publisher.
 #pragma once
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <atomic>
 #include <chrono>
@@ -24,6 +33,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "reactor/buffer.hpp"
@@ -42,7 +52,36 @@ struct BlockingLimits {
   std::size_t max_input = 1u << 20;                // Protocol::max_input()
   std::chrono::milliseconds idle_timeout{0};       // 0: none
   std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
-  const Protocol* protocol = nullptr;  // its last_words go to a peer dropped as idle / over input
+  const Protocol* protocol = nullptr;   // its last_words go to a peer dropped as idle / over input
+  const sigset_t* wait_mask = nullptr;  // wakeable connections: WakeSignal::wait_mask()
+};
+
+// How other threads wake a connection's owner without a descriptor per connection: the owner
+// threads keep kSignal blocked, except while serve() waits (ppoll with wait_mask()), so a wake-up
+// sent at any moment ends the wait in progress or the next one. The handler does nothing.
+// Construct it on the thread that then starts the owner threads (they inherit its mask); it
+// restores that thread's mask when destroyed. SIGURG is ignored by default and unused unless a
+// socket has an owner (F_SETOWN): run() installs the handler when SIGURG has none and leaves it
+// (SA_RESTART: other system calls go on; a handler already installed is kept and sees the
+// wake-ups).
+class WakeSignal {
+ public:
+  static constexpr int kSignal = SIGURG;
+
+  WakeSignal();
+  ~WakeSignal();
+  WakeSignal(const WakeSignal&) = delete;
+  WakeSignal& operator=(const WakeSignal&) = delete;
+
+  std::error_code error() const noexcept { return error_; }
+  // The calling thread's mask as it was, with the stop signals it blocked, minus kSignal.
+  const sigset_t* wait_mask() const noexcept { return &wait_mask_; }
+
+ private:
+  sigset_t previous_{};
+  sigset_t wait_mask_{};
+  std::error_code error_;
+  bool restore_ = false;
 };
 
 // Byte totals shared by the connections of one server; updated as bytes move.
@@ -69,9 +108,11 @@ class BlockingConnection final : public Peer {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `socket` must be a connected stream socket (it is made nonblocking). `wakeable`: create an
-  // eventfd so that other threads can wake serve() (thread model); without it only the owning
-  // thread may queue output (fork child).
+  // `socket` must be a connected, nonblocking stream socket (as BlockingListeners accepts them).
+  // `remote`: the peer as a URL, or empty to look it up (getpeername) when first asked.
+  // `wakeable`: other threads may queue output, drop() and stop() (thread model); the owner thread
+  // must then keep WakeSignal::kSignal blocked and `limits.wait_mask` be set. Without it only the
+  // owning thread may (fork child).
   BlockingConnection(Fd socket, std::string remote, const BlockingLimits& limits,
                      BlockingCounters& counters, bool wakeable);
   ~BlockingConnection();
@@ -88,7 +129,7 @@ class BlockingConnection final : public Peer {
   void close() override;
   void shutdown_write() override;
   std::size_t buffered() const override;
-  std::string remote() const override { return remote_; }
+  std::string remote() const override;
   std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) override;
   TimerId start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period) override;
   bool cancel_timer(TimerId id) override;
@@ -103,21 +144,32 @@ class BlockingConnection final : public Peer {
 
  private:
   enum class Source { own, other };
+  enum class ReadResult { data, eof, error, would_block };
   void enqueue(std::span<const std::byte> bytes, Source source);
   bool enqueue_locked(std::span<const std::byte> bytes, Source source);
   void wake() noexcept;
   void fail(std::error_code reason);
   void drop_locked(std::error_code reason);
   std::thread::id owner_id() const noexcept { return owner_.load(std::memory_order_acquire); }
+  const std::string& remote_locked() const;
+  // Whether to read before waiting, and what that read found.
+  bool speculate() const noexcept;
+  void speculated(bool found);
+  void waited();
+  int wait(pollfd* fds, std::size_t count, int timeout_ms);
   // Why the connection must close now, if it must.
   std::optional<std::error_code> due_close(Clock::time_point now);
-  bool want_read();
+  // Whether to read; `pending`: the output queued.
+  bool want_read(std::size_t& pending);
   int poll_timeout_ms(Clock::time_point now) const;
   template <class F>
   bool guarded(F&& call);
   void run_timers(Clock::time_point now);
   void say_last_words(std::error_code reason);
-  void read_once(Session& session);
+  ReadResult read_once(Session& session);
+  template <std::size_t N>
+  [[gnu::noinline]] ReadResult read_onto_stack(Session& session);
+  ReadResult read_ended(Session& session, ssize_t n);
   void present(Session& session, std::span<const std::byte> bytes, bool from_input);
   void flush();
   void linger();
@@ -125,10 +177,10 @@ class BlockingConnection final : public Peer {
 
   const BlockingLimits& limits_;
   BlockingCounters& counters_;
-  const std::string remote_;
-  Fd wake_;  // eventfd, when wakeable
+  const bool wakeable_;
 
   std::atomic<std::thread::id> owner_{};  // the thread in serve()
+  pthread_t owner_thread_{};              // written before owner_, read after it: for wake()
 
   // Owner thread only.
   Buffer input_;
@@ -138,9 +190,14 @@ class BlockingConnection final : public Peer {
   Clock::time_point last_activity_{};
   bool read_paused_ = false;
   bool hung_up_ = false;
+  bool has_read_ = false;           // a read brought bytes
+  unsigned speculative_reads_ = 0;  // in a row without waiting, bounded (side channels, fairness)
+  unsigned speculation_skip_ = 0;   // waits to go before the next speculative read
+  unsigned speculation_backoff_ = 0;
 
   // Guarded by mutex_: the outbox, the socket's life, and requests from other threads.
   mutable std::mutex mutex_;
+  mutable std::string remote_;  // looked up when first asked if not given
   Fd socket_;
   Outbox outbox_;
   std::error_code drop_reason_;

@@ -1,18 +1,19 @@
 #include "reactor/models/thread.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <list>
+#include <condition_variable>
+#include <cstring>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "reactor/error.hpp"
-#include "reactor/log.hpp"
 #include "reactor/local_hub.hpp"
+#include "reactor/log.hpp"
 #include "reactor/models/blocking_connection.hpp"
 #include "reactor/models/blocking_listeners.hpp"
 #include "reactor/models/blocking_signals.hpp"
@@ -83,13 +84,18 @@ void drain_eventfd(int fd) noexcept {
 }  // namespace
 
 struct ThreadModel::State {
-  // One connection and its thread. Created and destroyed by run()'s thread; the connection
-  // thread only marks itself finished.
+  // One connection and its thread. Made by run()'s thread, linked into `workers` before its
+  // thread starts; the thread unlinks and deletes it when the connection is done.
   struct Worker {
-    std::unique_ptr<BlockingConnection> connection;
+    Worker(State& s, Fd socket, std::unique_ptr<Session> session)
+        : state(s),
+          connection(std::move(socket), {}, s.limits, s.counters, true),
+          session(std::move(session)) {}
+    State& state;
+    BlockingConnection connection;
     std::unique_ptr<Session> session;
-    std::thread thread;
-    std::list<Worker>::iterator self;
+    Worker* prev = nullptr;  // in `workers`, guarded by workers_mutex
+    Worker* next = nullptr;
   };
 
   State(Protocol& p, const ModelOptions& o) : protocol(p), options(o) {
@@ -101,9 +107,12 @@ struct ThreadModel::State {
   }
 
   void start_worker(AcceptedSocket socket);
-  void serve(Worker& worker);
-  void join_finished();
+  static void* thread_main(void* worker);
+  void serve(Worker& worker);  // the connection thread, start to end
   void begin_stop();
+  void drop_all();
+  bool no_workers();
+  void join_last();
 
   Protocol& protocol;
   const ModelOptions options;
@@ -111,17 +120,22 @@ struct ThreadModel::State {
   BlockingCounters counters;
   BlockingListeners listeners;
   LockedHub hub;
-  Fd wake;  // eventfd: request_stop() and finished workers
+  Fd wake;  // eventfd: request_stop(), and the last worker to finish once stopping
   std::atomic<bool> stop_requested{false};
   bool ran = false;
-  bool stopping = false;
   bool out_of_threads = false;  // the last thread creation failed (logged once per burst)
   std::chrono::steady_clock::time_point deadline;
 
-  std::list<Worker> workers;  // run()'s thread only
-
-  std::mutex finished_mutex;
-  std::vector<Worker*> finished;  // guarded by finished_mutex
+  // Connection threads are not joined by run()'s thread, which would cost it a wake-up per
+  // connection and keep finished threads' stacks out of the C library's cache until it gets
+  // round to them: each finishing thread joins the one that finished before it, and run() joins
+  // the last when it returns.
+  std::mutex workers_mutex;
+  Worker* workers = nullptr;        // guarded by workers_mutex
+  bool stopping = false;            // guarded by workers_mutex; run()'s thread also reads it bare
+  bool have_last = false;           // guarded by workers_mutex
+  pthread_t last_finished{};        // guarded by workers_mutex: not yet joined
+  std::condition_variable drained;  // `workers` became empty while stopping
 
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::uint64_t> closed{0};
@@ -150,68 +164,108 @@ void ThreadModel::State::start_worker(AcceptedSocket socket) {
     rejected.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  auto peer = peer_address(socket.fd.get(), socket.transport);
-  std::string remote = peer ? peer->to_string() : std::string(scheme_of(socket.transport)) + ":";
-
-  Worker& worker = workers.emplace_back();
-  worker.self = std::prev(workers.end());
-  worker.session = std::move(session);
-  worker.connection = std::make_unique<BlockingConnection>(std::move(socket.fd), std::move(remote),
-                                                           limits, counters, true);
+  auto worker = std::make_unique<Worker>(*this, std::move(socket.fd), std::move(session));
   live.fetch_add(1, std::memory_order_relaxed);
   accepted.fetch_add(1, std::memory_order_relaxed);
-  try {
-    worker.thread = std::thread([this, &worker] { serve(worker); });
-    out_of_threads = false;
-  } catch (const std::system_error& e) {
-    // No thread for it (EAGAIN: RLIMIT_NPROC, memory): the session never opened, so it hears
-    // nothing. Say so once per burst and stop accepting briefly instead of churning.
-    if (!out_of_threads) {
-      log(LogLevel::warn, "cannot start a thread for %s (%s); refusing connections briefly",
-          worker.connection->remote().c_str(), e.code().message().c_str());
-    }
-    out_of_threads = true;
-    listeners.pause_all(std::chrono::milliseconds(100));
-    live.fetch_sub(1, std::memory_order_relaxed);
-    accepted.fetch_sub(1, std::memory_order_relaxed);
-    rejected.fetch_add(1, std::memory_order_relaxed);
-    workers.erase(worker.self);
+  {
+    std::lock_guard lock(workers_mutex);
+    worker->next = workers;
+    if (workers != nullptr) workers->prev = worker.get();
+    workers = worker.get();
   }
+  pthread_t thread;
+  const int rc = ::pthread_create(&thread, nullptr, &State::thread_main, worker.get());
+  if (rc == 0) {
+    worker.release();  // the thread's now
+    out_of_threads = false;
+    return;
+  }
+  // No thread for it (EAGAIN: RLIMIT_NPROC, memory): the session never opened, so it hears
+  // nothing. Say so once per burst and stop accepting briefly instead of churning.
+  {
+    std::lock_guard lock(workers_mutex);
+    if (worker->prev != nullptr) worker->prev->next = worker->next;
+    if (worker->next != nullptr) worker->next->prev = worker->prev;
+    if (workers == worker.get()) workers = worker->next;
+  }
+  if (!out_of_threads) {
+    log(LogLevel::warn, "cannot start a thread for %s (%s); refusing connections briefly",
+        worker->connection.remote().c_str(), std::strerror(rc));
+  }
+  out_of_threads = true;
+  listeners.pause_all(std::chrono::milliseconds(100));
+  live.fetch_sub(1, std::memory_order_relaxed);
+  accepted.fetch_sub(1, std::memory_order_relaxed);
+  rejected.fetch_add(1, std::memory_order_relaxed);
+}
+
+void* ThreadModel::State::thread_main(void* arg) {
+  auto* worker = static_cast<Worker*>(arg);
+  worker->state.serve(*worker);
+  return nullptr;
 }
 
 void ThreadModel::State::serve(Worker& worker) {
-  std::error_code reason = worker.connection->serve(*worker.session);
+  std::error_code reason = worker.connection.serve(*worker.session);
   // The session left its rooms in on_close if it is well behaved; make sure no delivery can
   // reach this peer once it is gone.
-  hub.forget(*worker.connection);
+  hub.forget(worker.connection);
   worker.session.reset();
   closed.fetch_add(1, std::memory_order_relaxed);
   if (reason) failed.fetch_add(1, std::memory_order_relaxed);
   live.fetch_sub(1, std::memory_order_relaxed);
-  {
-    std::lock_guard lock(finished_mutex);
-    finished.push_back(&worker);
-  }
-  signal_eventfd(wake.get());
-}
 
-void ThreadModel::State::join_finished() {
-  std::vector<Worker*> done;
+  pthread_t previous{};
+  bool join_previous = false;
   {
-    std::lock_guard lock(finished_mutex);
-    done.swap(finished);
+    std::lock_guard lock(workers_mutex);
+    if (worker.prev != nullptr) worker.prev->next = worker.next;
+    if (worker.next != nullptr) worker.next->prev = worker.prev;
+    if (workers == &worker) workers = worker.next;
+    join_previous = have_last;
+    previous = last_finished;
+    have_last = true;
+    last_finished = ::pthread_self();
+    if (stopping && workers == nullptr) {
+      signal_eventfd(wake.get());
+      drained.notify_all();
+    }
   }
-  for (Worker* worker : done) {
-    worker->thread.join();
-    workers.erase(worker->self);
-  }
+  // From here on run() may return and the model go: touch nothing of it.
+  delete &worker;
+  if (join_previous) ::pthread_join(previous, nullptr);
 }
 
 void ThreadModel::State::begin_stop() {
-  stopping = true;
   listeners.close_all();
   deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
-  for (Worker& worker : workers) worker.connection->stop(deadline);
+  std::lock_guard lock(workers_mutex);
+  stopping = true;
+  for (Worker* w = workers; w != nullptr; w = w->next) w->connection.stop(deadline);
+}
+
+void ThreadModel::State::drop_all() {
+  std::lock_guard lock(workers_mutex);
+  for (Worker* w = workers; w != nullptr; w = w->next) {
+    w->connection.drop(make_error_code(Errc::shutting_down));
+  }
+}
+
+bool ThreadModel::State::no_workers() {
+  std::lock_guard lock(workers_mutex);
+  return workers == nullptr;
+}
+
+// Every worker is gone: wait for the last thread to end (it joined the one before it, and so on).
+void ThreadModel::State::join_last() {
+  pthread_t last{};
+  {
+    std::lock_guard lock(workers_mutex);
+    if (!have_last) return;
+    have_last = false;
+    last = last_finished;
+  }
+  ::pthread_join(last, nullptr);
 }
 
 ThreadModel::ThreadModel(Protocol& protocol, const ModelOptions& options)
@@ -228,8 +282,13 @@ std::error_code ThreadModel::run() {
   if (s.ran) return make_error_code(Errc::shutting_down);
   s.ran = true;
   if (!s.wake) return errno_code(EMFILE);
+  // Both masks are inherited by the connection threads: the stop signals go to our signalfd,
+  // the wake signal ends their waits only.
   BlockedSignals signals({REACTOR_STOP_SIGNALS});
   if (auto ec = signals.error()) return ec;
+  WakeSignal wake_signal;
+  if (auto ec = wake_signal.error()) return ec;
+  s.limits.wait_mask = wake_signal.wait_mask();
   ignore_sigpipe();
   int stop_signals = 0;  // a second one cuts the grace period short
 
@@ -240,11 +299,10 @@ std::error_code ThreadModel::run() {
     if (s.stop_requested.load(std::memory_order_acquire) && !s.stopping) s.begin_stop();
     if (stop_signals > 1 && s.stopping) s.deadline = std::chrono::steady_clock::now();
     if (s.stopping) {
-      s.join_finished();
-      if (s.workers.empty()) break;
+      if (s.no_workers()) break;
       if (!aborted && std::chrono::steady_clock::now() >= s.deadline) {
         // Past the grace period: drop whatever is left (each thread wakes, closes, exits).
-        for (auto& worker : s.workers) worker.connection->drop(Errc::shutting_down);
+        s.drop_all();
         aborted = true;
       }
     }
@@ -264,12 +322,15 @@ std::error_code ThreadModel::run() {
     int rc = ::poll(fds.data(), fds.size(), timeout);
     if (rc < 0) {
       if (errno == EINTR) continue;
-      // Cannot wait any more (ENOMEM): drop every connection, join the threads, report.
+      // Cannot wait any more (ENOMEM): drop every connection, wait for the threads, report.
       auto ec = last_errno();
       if (!s.stopping) s.begin_stop();
-      for (auto& worker : s.workers) worker.connection->drop(Errc::shutting_down);
-      for (auto& worker : s.workers) worker.thread.join();
-      s.workers.clear();
+      s.drop_all();
+      {
+        std::unique_lock lock(s.workers_mutex);
+        s.drained.wait(lock, [&] { return s.workers == nullptr; });
+      }
+      s.join_last();
       return ec;
     }
     if (fds[listener_count].revents != 0) {
@@ -284,16 +345,14 @@ std::error_code ThreadModel::run() {
         s.stop_requested.store(true, std::memory_order_release);
       }
     }
-    if (fds[listener_count + 1].revents != 0) {
-      drain_eventfd(s.wake.get());
-      s.join_finished();
-    }
+    if (fds[listener_count + 1].revents != 0) drain_eventfd(s.wake.get());
     if (!s.stopping && listener_count > 0) {
       s.listeners.accept_ready(fds.data(), accepted);
       for (auto& socket : accepted) s.start_worker(std::move(socket));
       accepted.clear();
     }
   }
+  s.join_last();
   s.listeners.close_all();
   return {};
 }

@@ -2,14 +2,17 @@
 //
 // The thread in run() polls the listeners, a signalfd (SIGINT, SIGTERM) and a wake-up eventfd;
 // every accepted connection gets its own thread, which drives its Session through a
-// BlockingConnection (poll on the socket and a per-connection eventfd). The Hub is a LocalHub
-// behind a mutex; a delivery from another thread queues into the receiver's bounded outbox and
-// wakes its thread, so a slow reader is dropped (Errc::too_slow), never waited for.
+// BlockingConnection (reads, and polls its socket when there is nothing to read) and, when done,
+// joins the thread that finished before it. The Hub is a LocalHub behind a mutex; a delivery
+// from another thread goes straight to the receiver's socket, or queues into its bounded outbox
+// and wakes its thread (WakeSignal: SIGURG, no descriptor per connection), so a slow reader is
+// dropped (Errc::too_slow), never waited for.
 //
-// run() blocks SIGINT and SIGTERM in its thread (connection threads inherit that) and takes them
-// through a signalfd: call it before starting other threads, or block both signals in them.
+// run() blocks SIGINT, SIGTERM and SIGURG in its thread (connection threads inherit that), takes
+// the first two through a signalfd and installs a do-nothing SIGURG handler if there is none:
+// call it before starting other threads, or block SIGINT and SIGTERM in them.
 // On stop it closes the listeners, lets connections flush (orderly close) within
-// shutdown_grace, then drops the rest (Errc::shutting_down) and joins every thread.
+// shutdown_grace, then drops the rest (Errc::shutting_down) and waits for every thread.
 #pragma once
 
 #include <memory>

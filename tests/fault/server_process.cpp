@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -92,6 +93,7 @@ std::string ServerProcess::start(const std::string& path, const ServerConfig& co
     return std::string("pipe: ") + std::strerror(errno);
   }
   const rlimit files{config.max_files, config.max_files};
+  const rlimit tasks{config.max_tasks, config.max_tasks};
 
   const pid_t pid = ::fork();
   if (pid < 0) return std::string("fork: ") + std::strerror(errno);
@@ -99,6 +101,11 @@ std::string ServerProcess::start(const std::string& path, const ServerConfig& co
     // The child: async-signal-safe calls only until exec.
     ::setpgid(0, 0);
     if (config.max_files != 0 && ::setrlimit(RLIMIT_NOFILE, &files) != 0) ::_exit(126);
+    if (config.max_tasks != 0 && ::setrlimit(RLIMIT_NPROC, &tasks) != 0) ::_exit(126);
+    if (config.user != 0 && (::setgroups(0, nullptr) != 0 || ::setgid(config.user) != 0 ||
+                             ::setuid(config.user) != 0)) {
+      ::_exit(126);
+    }
     const int null = ::open("/dev/null", O_RDONLY);
     if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(out_write.get(), 1) < 0 ||
         ::dup2(err_write.get(), 2) < 0) {

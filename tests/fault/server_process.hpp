@@ -1,6 +1,7 @@
 // ServerProcess: reactor-server as a child process for the fault suite. Spawned with fork/exec,
 // stdout and stderr on pipes that a reader thread drains (a chatty server never blocks on a full
-// pipe), RLIMIT_NOFILE optionally lowered in the child before exec, and every wait bounded.
+// pipe), RLIMIT_NOFILE and RLIMIT_NPROC optionally lowered and the user optionally changed in the
+// child before exec, and every wait bounded.
 // The destructor SIGKILLs the child's process group if it is still running and reaps it.
 #pragma once
 
@@ -27,6 +28,8 @@ struct ServerConfig {
   std::string model = "epoll";
   std::vector<std::string> extra_args;  // e.g. {"--idle-timeout", "0.5"}
   rlim_t max_files = 0;                 // RLIMIT_NOFILE for the child; 0 = inherit ours
+  rlim_t max_tasks = 0;                 // RLIMIT_NPROC for the child; 0 = inherit ours
+  uid_t user = 0;  // nonzero: the child runs as this user and group (we must be root)
 };
 
 // The "summary: key=N ..." line reactor-server prints on exit.
