@@ -77,6 +77,7 @@ void BlockingListeners::accept_from(Listener& listener, std::vector<AcceptedSock
     int fd = ::accept4(listener.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
+      in_exhaustion_burst_ = false;  // a connection got a descriptor: the burst is over
       out.push_back(
           {Fd(fd), listener.transport,
            Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, listener.transport)});
@@ -105,6 +106,11 @@ void BlockingListeners::accept_from(Listener& listener, std::vector<AcceptedSock
 // Out of descriptors: free the reserved one, accept the surplus connection and close it at once
 // (the client sees a clean close rather than a hang), then take the reserve back.
 void BlockingListeners::shed_one(Listener& listener) {
+  if (!in_exhaustion_burst_) {  // once per burst, as the epoll Acceptor says it
+    log(LogLevel::warn, "out of file descriptors (%s); shedding new connections until some close",
+        std::strerror(errno));
+    in_exhaustion_burst_ = true;
+  }
   reserve_.reset();
   int fd = ::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd >= 0) {

@@ -72,6 +72,7 @@ class BlockingListeners {
   std::vector<Listener> listeners_;
   Fd reserve_;  // /dev/null, given up at EMFILE to accept and close one surplus connection
   std::atomic<std::uint64_t> shed_{0};  // read by stats() from any thread
+  bool in_exhaustion_burst_ = false;    // "out of file descriptors" was logged
 };
 
 }  // namespace reactor
