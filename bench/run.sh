@@ -11,6 +11,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+  cat <<'USAGE'
+usage: bash bench/run.sh [--suite compare|scale|http|resp] [reactor-bench options]
+Sets up (apt-get on Debian 12), builds build-release/ and runs the main job: the model
+comparison (reactor-bench), then resp vs redis-server and http vs nginx, into one
+results/<UTC timestamp>/ folder with index.html. --suite NAME runs one suite alone.
+Other options go to reactor-bench (--quick, --models LIST, --rounds N, --out DIR, ...):
+USAGE
+  if [ -x build-release/tools/reactor-bench ]; then
+    build-release/tools/reactor-bench --help | tail -n +4
+  else
+    echo "(build once to list them: bash bench/run.sh --quick, or see tools/bench/reactor-bench.cpp)"
+  fi
+  exit 0
+fi
+
 need=()
 for tool in meson ninja g++ pkg-config gnuplot taskset redis-server redis-benchmark wrk curl; do
   command -v "$tool" >/dev/null || need+=("$tool")
