@@ -85,6 +85,8 @@ std::string ServerProcess::start(const std::string& path, const ServerConfig& co
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "MALLOC_PERTURB_=", 16) != 0) envp.push_back(*e);
   }
+  std::vector<std::string> extra_env = config.extra_env;
+  for (auto& e : extra_env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
   reactor::Fd out_write, err_write;

@@ -30,6 +30,7 @@ struct ServerConfig {
   rlim_t max_files = 0;                 // RLIMIT_NOFILE for the child; 0 = inherit ours
   rlim_t max_tasks = 0;                 // RLIMIT_NPROC for the child; 0 = inherit ours
   uid_t user = 0;  // nonzero: the child runs as this user and group (we must be root)
+  std::vector<std::string> extra_env;  // "NAME=value" added to ours (a later one wins)
 };
 
 // The "summary: key=N ..." line reactor-server prints on exit.

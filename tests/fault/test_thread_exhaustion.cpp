@@ -5,9 +5,12 @@
 // spin (it stops accepting briefly after a failure); the connections it holds keep being
 // served; and once threads are free again it serves new connections.
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -58,6 +61,46 @@ std::string line_for(const char* what, std::size_t i) {
   return std::string(what) + " " + std::to_string(i) + "\n";
 }
 
+// The server and the libraries it loads from the build tree, copied into a fresh directory any
+// user may read: the unprivileged user cannot be trusted to reach the build tree (a clone under
+// /root or in a mktemp -d directory is closed to it). Removed again on destruction.
+class PublicCopy {
+ public:
+  explicit PublicCopy(const std::string& server) {
+    namespace fs = std::filesystem;
+    char dir[] = "/tmp/reactor-public-XXXXXX";
+    if (::mkdtemp(dir) == nullptr || ::chmod(dir, 0755) != 0) return;
+    dir_ = dir;
+    std::error_code ec;
+    const fs::path build = fs::path(server).parent_path().parent_path();
+    fs::copy_file(server, dir_ / "reactor-server", ec);
+    if (ec) return;
+    for (const auto& entry : fs::recursive_directory_iterator(build / "reactor", ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with("lib") && name.find(".so") != std::string::npos &&
+          entry.is_regular_file() && entry.path().extension() != ".p") {
+        fs::copy_file(entry.path(), dir_ / name, fs::copy_options::overwrite_existing, ec);
+        if (ec) return;
+      }
+    }
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      ::chmod(entry.path().c_str(), 0755);
+    }
+    ok_ = !ec;
+  }
+  ~PublicCopy() {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  bool ok() const noexcept { return ok_; }
+  std::string server() const { return (dir_ / "reactor-server").string(); }
+  std::string library_path() const { return "LD_LIBRARY_PATH=" + dir_.string(); }
+
+ private:
+  std::filesystem::path dir_;
+  bool ok_ = false;
+};
+
 // An echo client that ended without its echo, closed by the server: refused.
 bool refused(const EchoClient& c) {
   return c.closed() && !c.done() && c.connected() && c.ended_by_peer();
@@ -93,7 +136,10 @@ TEST_CASE(
   config.model = "thread";
   config.max_tasks = kTasks;
   config.user = kUser;
-  const std::string error = server.start(kServerPath, config);
+  const PublicCopy copy(kServerPath);
+  REQUIRE_MESSAGE(copy.ok(), "cannot copy " << kServerPath << " and its libraries to /tmp");
+  config.extra_env.push_back(copy.library_path());
+  const std::string error = server.start(copy.server(), config);
   REQUIRE_MESSAGE(error.empty(), error);
   const sockaddr_in address = server.address();
   ClientLoop loop;
