@@ -577,7 +577,12 @@ pid_t child_serving(pid_t server, int client_fd) {
         timeout;
     in >> slot >> local_address >> remote_address >> state >> queues >> timer >> retransmits >>
         uid >> timeout >> inode;
-    if (std::stoul(remote_address.substr(remote_address.find(':') + 1), nullptr, 16) == port) break;
+    // Skip sockets that no process holds (inode 0: TIME_WAIT entries of earlier tests whose
+    // remote port happens to be ours).
+    if (std::stoul(remote_address.substr(remote_address.find(':') + 1), nullptr, 16) == port &&
+        inode != "0") {
+      break;
+    }
     inode.clear();
   }
   if (inode.empty()) return -1;
