@@ -40,6 +40,11 @@ void Client::close() {
   end(0, false);
 }
 
+void Client::finish() {
+  if (state_ != State::open || !fd_) return close();
+  ::shutdown(fd_.get(), SHUT_WR);
+}
+
 void Client::reset() {
   if (state_ == State::closed) return;
   if (fd_) {

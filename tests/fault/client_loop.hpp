@@ -48,6 +48,11 @@ class Client {
   void close();
   // Closes with SO_LINGER {1, 0}: the server sees a reset.
   void reset();
+  // Half-closes (shutdown SHUT_WR) and keeps reading: the server sees EOF, answers what it still
+  // owes and closes, and the client ends on that EOF having read everything, so the server sees
+  // an orderly close (close() with unread bytes in our buffer would make the kernel send a
+  // reset, which the server counts as a failed connection).
+  void finish();
   // A client that does not read is a slow reader: its server's output piles up.
   void set_reading(bool on);
   // One-shot timer; a new call replaces the pending one.
