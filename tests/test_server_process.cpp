@@ -781,25 +781,31 @@ bool wait_until(F done, std::chrono::milliseconds limit) {
   return true;
 }
 
+// Kills one of `parent`'s two prefork workers with `signo` and waits (bounded) until the parent
+// has two workers again, the victim not among them.
+bool worker_replaced(pid_t parent, int signo) {
+  std::vector<pid_t> workers;
+  const auto two_workers = [&] {
+    workers = children_of(parent);
+    return workers.size() == 2;
+  };
+  if (!wait_until(two_workers, 10s)) return false;
+  const pid_t victim = workers[0];
+  if (::kill(victim, signo) != 0) return false;
+  return wait_until(
+      [&] {
+        return two_workers() && std::find(workers.begin(), workers.end(), victim) == workers.end();
+      },
+      10s);
+}
+
 }  // namespace
 
 TEST_CASE("prefork restarts a worker that dies and keeps serving; SIGTERM still exits 0") {
   auto server = test::start_server(kServer, {"--protocol", "echo", "--model", "prefork",
                                              "--workers", "2", "--listen", "tcp://127.0.0.1:0"});
   REQUIRE(server);
-  const pid_t parent = server->process.pid();
-  std::vector<pid_t> workers;
-  const auto two_workers = [&] {
-    workers = children_of(parent);
-    return workers.size() == 2;
-  };
-  REQUIRE(wait_until(two_workers, 10s));
-  const pid_t victim = workers[0];
-  REQUIRE(::kill(victim, SIGKILL) == 0);
-  const auto replaced = [&] {
-    return two_workers() && std::find(workers.begin(), workers.end(), victim) == workers.end();
-  };
-  CHECK(wait_until(replaced, 10s));
+  CHECK(worker_replaced(server->process.pid(), SIGKILL));
   // Both workers (the survivor and the new one) serve: several connections all echo.
   for (int i = 0; i < 8; ++i) {
     auto fd = test::connect_to(server->addresses.at(0));
@@ -817,21 +823,9 @@ TEST_CASE("prefork: a worker stopped on its own leaves the shared UNIX socket fi
   auto server = test::start_server(kServer, {"--protocol", "echo", "--model", "prefork",
                                              "--workers", "2", "--listen", "unix:" + path});
   REQUIRE(server);
-  const pid_t parent = server->process.pid();
-  std::vector<pid_t> workers;
-  const auto two_workers = [&] {
-    workers = children_of(parent);
-    return workers.size() == 2;
-  };
-  REQUIRE(wait_until(two_workers, 10s));
   // SIGTERM to one worker: it stops gracefully (closing its inherited listener) and the parent
   // starts another. The file belongs to the parent: it must still be there, and serve.
-  const pid_t victim = workers[0];
-  REQUIRE(::kill(victim, SIGTERM) == 0);
-  const auto replaced = [&] {
-    return two_workers() && std::find(workers.begin(), workers.end(), victim) == workers.end();
-  };
-  CHECK(wait_until(replaced, 10s));
+  CHECK(worker_replaced(server->process.pid(), SIGTERM));
   struct stat st {};
   CHECK(::stat(path.c_str(), &st) == 0);
   for (int i = 0; i < 4; ++i) {
