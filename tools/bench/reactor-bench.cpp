@@ -909,7 +909,7 @@ std::vector<int> scale_points(const std::string& model, bool quick, const Machin
       break;
     }
     if (n > reachable) {
-      note = model + " stops below " + bench::grouped(n) + " idle here (at most " +
+      note = "stops below " + bench::grouped(n) + " idle here (at most " +
              bench::grouped(std::max(0ll, reachable)) + "): " + capacity.why;
       break;
     }
