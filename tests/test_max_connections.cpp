@@ -152,7 +152,13 @@ TEST_CASE("prefork: a worker killed while holding connections gives its places b
   CHECK(probe(test::connect_to(address).get(), "sixth") == Outcome::refused);
 
   // The worker holding the most connections (the most descriptors) dies.
-  const auto workers = children_of(server->process.pid());
+  // The parent forks its workers after it reports listening: wait (bounded) for all of them.
+  std::vector<pid_t> workers;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((workers = children_of(server->process.pid())).size() < kWorkers &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);  // polling a condition, bounded by the deadline
+  }
   REQUIRE(workers.size() == static_cast<std::size_t>(kWorkers));
   const pid_t victim = *std::max_element(workers.begin(), workers.end(), [](pid_t a, pid_t b) {
     return open_files(a) < open_files(b);
