@@ -25,18 +25,54 @@ class EpollServer::Listener final : public AcceptHandler {
   Acceptor acceptor_;
 };
 
+// The server's hub as its connections see it: forwards everything, and a forgotten peer (a
+// connection gone, see ConnectionOptions::hub) gives its place under the shared limit back.
+class EpollServer::ReleasingHub final : public Hub {
+ public:
+  ReleasingHub(Hub& hub, ConnectionLimit& limit) : hub_(hub), limit_(limit) {}
+  void forget(Peer& peer) override {
+    hub_.forget(peer);
+    limit_.release();
+  }
+  void join(std::string_view room, Peer& peer) override { hub_.join(room, peer); }
+  void leave(std::string_view room, Peer& peer) override { hub_.leave(room, peer); }
+  void publish(std::string_view room, std::span<const std::byte> bytes,
+               const Peer* except) override {
+    hub_.publish(room, bytes, except);
+  }
+  bool claim_name(std::string_view name, Peer& peer) override {
+    return hub_.claim_name(name, peer);
+  }
+  void release_name(Peer& peer) override { hub_.release_name(peer); }
+  bool send_to(std::string_view name, std::span<const std::byte> bytes) override {
+    return hub_.send_to(name, bytes);
+  }
+  std::vector<RoomInfo> rooms() override { return hub_.rooms(); }
+  std::vector<std::string> members(std::string_view room) override { return hub_.members(room); }
+  void set_farewell(std::string_view room, std::span<const std::byte> bytes, Peer& peer) override {
+    hub_.set_farewell(room, bytes, peer);
+  }
+
+ private:
+  Hub& hub_;
+  ConnectionLimit& limit_;
+};
+
 EpollServer::EpollServer(Loop& loop, Protocol& protocol, const ServerOptions& options, Hub* hub)
     : loop_(loop),
       protocol_(protocol),
       options_(options),
       hub_(hub != nullptr ? hub : &own_hub_),
+      releasing_hub_(options.shared_limit != nullptr
+                         ? std::make_unique<ReleasingHub>(*hub_, *options.shared_limit)
+                         : nullptr),
       connections_(loop) {
   connection_options_.high_water = options.high_water;
   connection_options_.low_water = options.low_water;
   connection_options_.idle_timeout = options.idle_timeout;
   connection_options_.max_outbox = protocol.max_outbox();
   connection_options_.max_input = protocol.max_input();
-  connection_options_.hub = hub_;
+  connection_options_.hub = releasing_hub_ ? releasing_hub_.get() : hub_;
   connection_options_.protocol = &protocol;
   ignore_sigpipe();
 }
@@ -85,14 +121,28 @@ std::error_code EpollServer::adopt_listener(Fd fd, Transport transport) {
   return {};
 }
 
+// Takes a place for one more connection: under the shared limit, or this server's own.
+bool EpollServer::admit() {
+  if (options_.shared_limit != nullptr) return options_.shared_limit->try_acquire();
+  return options_.max_connections == 0 || connections_.size() < options_.max_connections;
+}
+
 void EpollServer::accept(Fd fd, Transport transport) {
-  if (shutting_down_ ||
-      (options_.max_connections != 0 && connections_.size() >= options_.max_connections)) {
+  if (shutting_down_) {
     ++rejected_;
-    if (!shutting_down_) refuse_connection(fd.get(), transport, protocol_);
     return;  // fd closes here: the client sees the connection closed at once
   }
+  if (!admit()) {
+    ++rejected_;
+    refuse_connection(fd.get(), transport, protocol_);
+    return;
+  }
+  // From here on, a connection that is not opened gives its place back.
+  auto give_back = [this] {
+    if (options_.shared_limit != nullptr) options_.shared_limit->release();
+  };
   if (loop_.backend() == Backend::select && fd.get() >= FD_SETSIZE) {
+    give_back();
     // select cannot watch it: close it unserved (counted as shed), say why.
     ++fd_limit_shed_;
     auto peer = peer_address(fd.get(), transport);
@@ -107,6 +157,7 @@ void EpollServer::accept(Fd fd, Transport transport) {
   } catch (...) {
   }
   if (!session) {
+    give_back();
     ++rejected_;
     return;
   }

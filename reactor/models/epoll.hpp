@@ -3,6 +3,7 @@
 // DatagramEndpoint, all with the same Protocol.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -18,9 +19,45 @@
 
 namespace reactor {
 
+// A connection limit several EpollServers share (reuseport's and threadpool's loops, prefork's
+// worker processes), so that --max-connections bounds the whole server, not each loop. Called
+// from every server's thread.
+class ConnectionLimit {
+ public:
+  // Counts one more connection and returns true if it fits under the limit; false otherwise.
+  virtual bool try_acquire() noexcept = 0;
+  // One connection try_acquire() admitted has closed.
+  virtual void release() noexcept = 0;
+
+ protected:
+  ~ConnectionLimit() = default;
+};
+
+// The limit for the threads of one process: one atomic counter.
+class AtomicConnectionLimit final : public ConnectionLimit {
+ public:
+  explicit AtomicConnectionLimit(std::size_t max) noexcept : max_(max) {}
+  bool try_acquire() noexcept override {
+    std::size_t n = live_.load(std::memory_order_relaxed);
+    do {
+      if (n >= max_) return false;
+    } while (!live_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    return true;
+  }
+  void release() noexcept override { live_.fetch_sub(1, std::memory_order_relaxed); }
+  std::size_t live() const noexcept { return live_.load(std::memory_order_relaxed); }
+
+ private:
+  const std::size_t max_;
+  std::atomic<std::size_t> live_{0};
+};
+
 struct ServerOptions {
   std::chrono::milliseconds idle_timeout{0};  // 0: none
   std::size_t max_connections = 0;            // 0: unlimited; surplus is accepted and closed
+  // If set, it decides instead of max_connections (the server-wide limit of several servers);
+  // it must outlive the server.
+  ConnectionLimit* shared_limit = nullptr;
   std::size_t high_water = 1u << 20;
   std::size_t low_water = 256u << 10;
   bool reuse_port = false;  // for several loops on one port
@@ -50,7 +87,9 @@ class EpollServer {
 
  private:
   class Listener;
+  class ReleasingHub;
   void accept(Fd fd, Transport transport);
+  bool admit();
   void check_drained();
 
   Loop& loop_;
@@ -59,6 +98,9 @@ class EpollServer {
   ConnectionOptions connection_options_;
   LocalHub own_hub_;
   Hub* hub_;
+  // With a shared limit: the hub the connections tell when they are gone, which gives their
+  // place back (a Connection calls ConnectionOptions::hub->forget once, after its on_close).
+  std::unique_ptr<ReleasingHub> releasing_hub_;
   ConnectionSet connections_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<DatagramEndpoint>> datagrams_;

@@ -223,7 +223,9 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
   listeners.close_in_child();
   wake.reset();
   parent_signals.abandon();
-  for (auto& other : children) other.member.reset();
+  for (auto& other : children) {
+    if (other.member) other.member.reset();
+  }
 
   // Keep the stop signals blocked for our own signalfd; give SIGCHLD back if it was unblocked.
   sigset_t mask = parent_signals.previous_mask();

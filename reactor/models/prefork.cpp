@@ -1,9 +1,10 @@
 #include "reactor/models/prefork.hpp"
-#include "reactor/models/stop_signals.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <atomic>
 #include <csignal>
 #include <cstring>
+#include <new>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include "reactor/log.hpp"
 #include "reactor/models/blocking_signals.hpp"
 #include "reactor/models/epoll.hpp"
+#include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -34,9 +38,115 @@ struct Listening {
 
 struct Worker {
   pid_t pid = -1;
-  Fd report;  // read end of the pipe the worker writes its ServerStats to
+  Fd report;          // read end of the pipe the worker writes its ServerStats to
+  unsigned slot = 0;  // its count in the SharedLimit
 };
 
+// --max-connections across the worker processes, in memory they all share (MAP_SHARED, mapped by
+// the parent before it forks). Each worker counts its connections in its own slot; `total` is
+// the sum of the slots; both change under a robust process-shared mutex. A worker's connections
+// die with it (the kernel closes its descriptors), so the parent, reaping a worker, takes that
+// worker's slot out of the total and zeroes it for the next worker. A worker killed while holding
+// the mutex may have updated its slot and not the total: whoever locks next hears EOWNERDEAD and
+// sums the slots again.
+class SharedLimit {
+ public:
+  // Null, after logging why, if the memory or the mutex cannot be had.
+  static std::unique_ptr<SharedLimit> create(std::size_t max, unsigned slots) {
+    const std::size_t bytes = sizeof(Page) + slots * sizeof(std::uint64_t);
+    void* memory =
+        ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+      log(LogLevel::error, "prefork: cannot map the connection count: %s", std::strerror(errno));
+      return nullptr;
+    }
+    auto* page = new (memory) Page{};
+    page->max = max;
+    page->slots = slots;
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+    if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (rc == 0) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (rc == 0) rc = pthread_mutex_init(&page->mutex, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc != 0) {
+      log(LogLevel::error, "prefork: cannot make the connection count's mutex: %s",
+          std::strerror(rc));
+      ::munmap(memory, bytes);
+      return nullptr;
+    }
+    return std::unique_ptr<SharedLimit>(new SharedLimit(page, bytes));
+  }
+  ~SharedLimit() { ::munmap(page_, bytes_); }  // the mutex is in no one's hands by then
+  SharedLimit(const SharedLimit&) = delete;
+  SharedLimit& operator=(const SharedLimit&) = delete;
+
+  bool try_acquire(unsigned slot) noexcept {
+    if (!lock()) return false;
+    const bool fits = page_->total < page_->max;
+    if (fits) {
+      ++slot_count(slot);  // the slot first: see EOWNERDEAD in lock()
+      ++page_->total;
+    }
+    pthread_mutex_unlock(&page_->mutex);
+    return fits;
+  }
+  void release(unsigned slot) noexcept {
+    if (!lock()) return;
+    if (slot_count(slot) > 0) {
+      --slot_count(slot);
+      --page_->total;
+    }
+    pthread_mutex_unlock(&page_->mutex);
+  }
+  // In the parent, once the worker that used `slot` is reaped: its connections are gone.
+  void clear(unsigned slot) noexcept {
+    if (!lock()) return;
+    page_->total -= slot_count(slot);
+    slot_count(slot) = 0;
+    pthread_mutex_unlock(&page_->mutex);
+  }
+
+ private:
+  struct Page {
+    pthread_mutex_t mutex;
+    std::uint64_t max = 0;
+    std::uint64_t total = 0;
+    std::uint64_t slots = 0;
+    // followed by `slots` counts
+  };
+  SharedLimit(Page* page, std::size_t bytes) : page_(page), bytes_(bytes) {}
+  std::uint64_t& slot_count(unsigned slot) noexcept {
+    return reinterpret_cast<std::uint64_t*>(page_ + 1)[slot];
+  }
+  bool lock() noexcept {
+    const int rc = pthread_mutex_lock(&page_->mutex);
+    if (rc ==
+        EOWNERDEAD) {  // its owner died in the middle: the slots are right, the total may not be
+      std::uint64_t total = 0;
+      for (unsigned i = 0; i < page_->slots; ++i) total += slot_count(i);
+      page_->total = total;
+      pthread_mutex_consistent(&page_->mutex);
+      return true;
+    }
+    return rc == 0;
+  }
+
+  Page* page_;
+  std::size_t bytes_;
+};
+
+// One worker's view of the SharedLimit: its own slot.
+class WorkerLimit final : public ConnectionLimit {
+ public:
+  WorkerLimit(SharedLimit& shared, unsigned slot) : shared_(shared), slot_(slot) {}
+  bool try_acquire() noexcept override { return shared_.try_acquire(slot_); }
+  void release() noexcept override { shared_.release(slot_); }
+
+ private:
+  SharedLimit& shared_;
+  unsigned slot_;
+};
 
 class PreforkModel final : public Model {
  public:
@@ -75,6 +185,11 @@ class PreforkModel final : public Model {
     BlockedSignals signals({SIGINT, SIGTERM, SIGHUP, SIGCHLD});
     if (auto ec = signals.error()) return ec;
     ignore_sigpipe();
+    if (options_.max_connections != 0) {
+      limit_ = SharedLimit::create(options_.max_connections, worker_count_);
+      if (!limit_) return errno_code(ENOMEM);
+    }
+    slot_taken_.assign(worker_count_, 0);
     for (unsigned i = 0; i < worker_count_; ++i) {
       if (!start_worker(signals)) {
         begin_stop();
@@ -147,6 +262,9 @@ class PreforkModel final : public Model {
 
  private:
   bool start_worker(const BlockedSignals& signals) {
+    const auto free_slot = std::find(slot_taken_.begin(), slot_taken_.end(), 0);
+    if (free_slot == slot_taken_.end()) return false;  // never: one slot per worker
+    const auto slot = static_cast<unsigned>(free_slot - slot_taken_.begin());
     int report[2];
     if (::pipe2(report, O_CLOEXEC) != 0) {
       log(LogLevel::error, "prefork: cannot create a report pipe: %s", std::strerror(errno));
@@ -161,14 +279,15 @@ class PreforkModel final : public Model {
     }
     if (pid == 0) {
       read_end.reset();
-      ::_exit(worker_main(signals, std::move(write_end), parent));
+      ::_exit(worker_main(signals, std::move(write_end), parent, slot));
     }
-    workers_.push_back({pid, std::move(read_end)});
+    workers_.push_back({pid, std::move(read_end), slot});
+    slot_taken_[slot] = 1;
     return true;
   }
 
   // In the worker: serve the inherited listeners on a fresh loop until SIGTERM, report, exit.
-  int worker_main(const BlockedSignals& signals, Fd report, pid_t parent) {
+  int worker_main(const BlockedSignals& signals, Fd report, pid_t parent, unsigned slot) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) return 1;  // the parent died before prctl
     ::close(signals.fd());
@@ -186,10 +305,8 @@ class PreforkModel final : public Model {
     {
       ServerOptions server_options;
       server_options.idle_timeout = options_.idle_timeout;
-      if (options_.max_connections != 0) {
-        server_options.max_connections =
-            (options_.max_connections + worker_count_ - 1) / worker_count_;
-      }
+      std::optional<WorkerLimit> limit;  // the server-wide limit, counted in this worker's slot
+      if (limit_) server_options.shared_limit = &limit.emplace(*limit_, slot);
       EpollServer server(**loop, protocol_, server_options);
       for (Listening& l : listening_) {
         if (auto ec = server.adopt_listener(std::move(l.fd), l.transport)) {
@@ -252,6 +369,9 @@ class PreforkModel final : public Model {
         if (n <= 0) break;
         got += static_cast<std::size_t>(n);
       }
+      // Whatever it still counted died with it (a worker that exits cleanly counts none).
+      if (limit_) limit_->clear(it->slot);
+      slot_taken_[it->slot] = 0;
       const bool reported = got == sizeof s && WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (reported) totals_ += s;
       if (!stopping_ || !reported) {
@@ -278,6 +398,8 @@ class PreforkModel final : public Model {
   Fd wake_;
   std::vector<Listening> listening_;
   std::vector<Worker> workers_;
+  std::unique_ptr<SharedLimit> limit_;  // with --max-connections
+  std::vector<char> slot_taken_;        // [slot]: a live worker counts there
   ServerStats totals_;
   std::atomic<bool> stop_requested_{false};
   bool ran_ = false;

@@ -10,6 +10,8 @@
 // a signalfd (SIGINT, SIGTERM, SIGCHLD) and a wake-up eventfd, restarts a worker that dies,
 // forwards SIGTERM on stop (SIGKILL after shutdown_grace + 1 s) and sums the workers' stats,
 // which each worker writes to a pipe before it exits. Workers get SIGTERM if the parent dies.
+// --max-connections bounds all workers together: they count their connections in a shared page
+// (one slot each), which the parent corrects when it reaps a worker that died.
 // Protocols that use the hub (chat) or share memory between sessions are refused (see the
 // model registry): processes share no rooms.
 #pragma once

@@ -25,10 +25,10 @@ class ReuseportModel final : public Model {
     }
     ServerOptions server_options;
     server_options.idle_timeout = options.idle_timeout;
-    // The limit is per process; each loop takes its share (rounded up).
+    // One limit for the whole server, shared by every loop (not a share each).
     if (options.max_connections != 0) {
-      server_options.max_connections =
-          (options.max_connections + loops_.size() - 1) / loops_.size();
+      limit_ = std::make_unique<AtomicConnectionLimit>(options.max_connections);
+      server_options.shared_limit = limit_.get();
     }
     server_options.reuse_port = true;
     for (std::size_t i = 0; i < loops_.size(); ++i) {
@@ -107,11 +107,11 @@ class ReuseportModel final : public Model {
     request_stop();
   }
 
-
   ModelOptions options_;
   std::vector<std::unique_ptr<Loop>> owned_loops_;  // empty when the caller owns them
   std::vector<Loop*> loops_;
-  std::unique_ptr<ShardHub> shard_hub_;  // unless the caller gave hubs
+  std::unique_ptr<ShardHub> shard_hub_;           // unless the caller gave hubs
+  std::unique_ptr<AtomicConnectionLimit> limit_;  // with --max-connections; outlives servers_
   std::vector<std::unique_ptr<EpollServer>> servers_;
   ServerStats final_stats_;
   bool signalled_ = false;                                           // loop 0 only

@@ -21,7 +21,6 @@ std::vector<Loop*> raw(const std::vector<std::unique_ptr<Loop>>& loops) {
   return out;
 }
 
-
 class ThreadpoolModel final : public Model {
  public:
   ThreadpoolModel(std::unique_ptr<Loop> acceptor_loop, std::vector<std::unique_ptr<Loop>> loops,
@@ -32,10 +31,10 @@ class ThreadpoolModel final : public Model {
         hub_(raw(loops_)) {
     ServerOptions server_options;
     server_options.idle_timeout = options.idle_timeout;
-    // The limit is per process; each worker takes its share (rounded up).
+    // One limit for the whole server, shared by every worker (not a share each).
     if (options.max_connections != 0) {
-      server_options.max_connections =
-          (options.max_connections + loops_.size() - 1) / loops_.size();
+      limit_ = std::make_unique<AtomicConnectionLimit>(options.max_connections);
+      server_options.shared_limit = limit_.get();
     }
     for (std::size_t i = 0; i < loops_.size(); ++i) {
       servers_.push_back(
@@ -146,6 +145,7 @@ class ThreadpoolModel final : public Model {
   std::unique_ptr<Loop> acceptor_loop_;
   std::vector<std::unique_ptr<Loop>> loops_;
   ShardHub hub_;
+  std::unique_ptr<AtomicConnectionLimit> limit_;  // with --max-connections; outlives servers_
   std::vector<std::unique_ptr<EpollServer>> servers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::size_t next_ = 0;       // acceptor thread only

@@ -3,7 +3,9 @@
 // and 64 concurrent clients; pipelined echo throughput) it starts a fresh server, drives it with
 // reactor-load, and charges the server's CPU time over the load phase to the work done. Prints an
 // aligned table and writes results.json, results.csv and chart.svg into a results folder.
+#include <dirent.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -350,16 +352,18 @@ Server start_server(const Plan& plan, const std::string& model, const std::strin
 }
 
 // Runs reactor-load to its end; its JSON report or nullopt (with `why`).
+// `extra_s`: more time on top of the phase's (the scale suite's idle sets take time to open).
 std::optional<std::string> run_load(const Plan& plan, const std::vector<std::string>& argv,
-                                    const std::string& log_path, std::string& why) {
+                                    const std::string& log_path, std::string& why,
+                                    double extra_s = 0) {
   std::string error;
   auto loader = bench::Child::spawn({argv, plan.load_cpus, log_path}, error);
   if (!loader) {
     why = "reactor-load did not start: " + error;
     return std::nullopt;
   }
-  auto budget =
-      Millis(static_cast<long long>((plan.options.phase_s + 2 * kLoadTimeoutS + 60) * 1000));
+  auto budget = Millis(
+      static_cast<long long>((plan.options.phase_s + 2 * kLoadTimeoutS + 60 + extra_s) * 1000));
   std::string output = loader->read_all(budget);
   if (!loader->wait(Millis(5000))) loader->kill_now();
   std::string line = first_line(output);
@@ -729,6 +733,9 @@ std::vector<std::string> default_models(const Plan& plan, std::string& note) {
 
 constexpr int kScaleIdle[] = {0, 1000, 5000, 10000, 18000};
 constexpr int kSelectLimit = 1024;  // FD_SETSIZE: select() cannot watch a descriptor >= 1024
+// Idle connections per second every model opens at least (epoll: thousands; fork on a loaded
+// 2-core machine: a few hundred): sets the time reactor-load is given to open a set.
+constexpr double kScaleOpenRate = 100;
 
 struct ScalePoint {
   int idle = 0;
@@ -736,9 +743,163 @@ struct ScalePoint {
   std::string note;
 };
 
-// The idle counts a model is run at, with a note for those it cannot reach.
-std::vector<int> scale_points(const std::string& model, bool quick, std::string& note) {
+// What this machine lets a server hold, read when the suite starts. Each idle connection costs
+// the load generator a descriptor, a single-process server one too; a thread-per-connection
+// server a thread (two mappings: its stack and the stack's guard page; a pid; an 8 MiB stack
+// under strict overcommit); a process-per-connection server a process.
+struct MachineLimits {
+  long long server_files = 0;   // RLIMIT_NOFILE soft: reactor-server inherits ours
+  long long load_files = 0;     // RLIMIT_NOFILE hard: reactor-load raises its soft limit to it
+  long long nproc = -1;         // RLIMIT_NPROC soft, minus our user's tasks; -1: not enforced
+  long long tasks_free = 0;     // min(kernel.threads-max, kernel.pid_max) minus the tasks running
+  long long map_count = 0;      // vm.max_map_count
+  long long mem_available = 0;  // bytes, MemAvailable
+  long long commit_free = -1;   // bytes under CommitLimit; -1: overcommit not strict
+  long long stack_bytes = 8ll << 20;       // RLIMIT_STACK soft: a thread's default stack
+  std::string pid_or_threads = "pid_max";  // which of the two bounds tasks_free
+};
+
+long long read_proc_number(const char* path, long long fallback) {
+  std::ifstream in(path);
+  long long v = fallback;
+  in >> v;
+  return in ? v : fallback;
+}
+
+long long meminfo_bytes(const std::string& key) {
+  std::ifstream in("/proc/meminfo");
+  std::string name;
+  long long kb = 0;
+  std::string unit;
+  while (in >> name >> kb) {
+    std::getline(in, unit);
+    if (name == key + ":") return kb * 1024;
+  }
+  return -1;
+}
+
+// Tasks (threads included) on the machine: the second half of /proc/loadavg's "1/1063".
+long long running_tasks() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c, tasks;
+  in >> a >> b >> c >> tasks;
+  const auto slash = tasks.find('/');
+  return slash == std::string::npos ? 0 : std::atoll(tasks.c_str() + slash + 1);
+}
+
+// Tasks of our real user, which RLIMIT_NPROC counts.
+long long user_tasks() {
+  long long n = 0;
+  const uid_t uid = ::getuid();
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return 0;
+  while (const dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string dir = std::string("/proc/") + e->d_name;
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != uid) continue;
+    if (DIR* tasks = ::opendir((dir + "/task").c_str())) {
+      while (const dirent* t = ::readdir(tasks)) n += t->d_name[0] != '.' ? 1 : 0;
+      ::closedir(tasks);
+    }
+  }
+  ::closedir(proc);
+  return n;
+}
+
+MachineLimits read_machine_limits() {
+  MachineLimits m;
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) == 0) {
+    m.server_files = r.rlim_cur == RLIM_INFINITY ? 1ll << 40 : static_cast<long long>(r.rlim_cur);
+    m.load_files = r.rlim_max == RLIM_INFINITY ? 1ll << 40 : static_cast<long long>(r.rlim_max);
+  }
+  // Root (and CAP_SYS_RESOURCE) are not held to RLIMIT_NPROC.
+  if (::getuid() != 0 && ::getrlimit(RLIMIT_NPROC, &r) == 0 && r.rlim_cur != RLIM_INFINITY) {
+    m.nproc = static_cast<long long>(r.rlim_cur) - user_tasks();
+  }
+  if (::getrlimit(RLIMIT_STACK, &r) == 0 && r.rlim_cur != RLIM_INFINITY) {
+    m.stack_bytes = static_cast<long long>(r.rlim_cur);
+  }
+  const long long threads_max = read_proc_number("/proc/sys/kernel/threads-max", 1ll << 22);
+  const long long pid_max = read_proc_number("/proc/sys/kernel/pid_max", 32768);
+  m.pid_or_threads = threads_max < pid_max ? "kernel.threads-max" : "kernel.pid_max";
+  m.tasks_free = std::min(threads_max, pid_max) - running_tasks();
+  m.map_count = read_proc_number("/proc/sys/vm/max_map_count", 65530);
+  m.mem_available = meminfo_bytes("MemAvailable");
+  if (read_proc_number("/proc/sys/vm/overcommit_memory", 0) == 2) {
+    m.commit_free = meminfo_bytes("CommitLimit") - meminfo_bytes("Committed_AS");
+  }
+  return m;
+}
+
+// Memory each idle connection took on this kind of machine (2 cores, 24 GB, kernel 5.x), as
+// MemAvailable fell while reactor-load held 8,000 of them (both socket ends, the kernel's task,
+// stack and page tables, the server's private pages): thread 56 KB, fork 135 KB (PSS 54 KB per
+// child), epoll a few KB. Rounded up: the suite keeps a quarter of MemAvailable free.
+constexpr long long kThreadConnectionBytes = 64 << 10;
+constexpr long long kForkConnectionBytes = 160 << 10;
+constexpr long long kLoopConnectionBytes = 8 << 10;
+constexpr int kSpareFiles = 32;  // listeners, epoll, signalfd, eventfds, logs, the echo set's slack
+constexpr int kSpareTasks = 64;  // the server's own threads, and what else starts meanwhile
+constexpr int kSpareMaps = 512;  // the program's, its libraries' and malloc's own mappings
+
+// The most connections (idle + echo) `model` can hold here, and the limit that says so first.
+struct Capacity {
+  long long connections = 0;
+  std::string why;
+};
+
+Capacity scale_capacity(const std::string& model, const MachineLimits& m) {
+  Capacity best{1ll << 40, ""};
+  auto bound = [&](long long n, std::string why) {
+    if (n < best.connections) best = {std::max(0ll, n), std::move(why)};
+  };
+  auto g = [](long long n) { return bench::grouped(n); };
+  bound(m.load_files - kSpareFiles,
+        "reactor-load's open-file limit is " + g(m.load_files) + " (RLIMIT_NOFILE, hard)");
+  const bool threads = model == "thread";
+  const bool processes = model == "fork";
+  if (!processes && model != "prefork") {  // one process holds every connection
+    bound(m.server_files - kSpareFiles,
+          "reactor-server's open-file limit is " + g(m.server_files) + " (RLIMIT_NOFILE)");
+  }
+  if (threads || processes) {
+    const std::string unit = threads ? "thread" : "process";
+    bound(m.tasks_free - kSpareTasks, m.pid_or_threads + " leaves " + g(m.tasks_free) +
+                                          " tasks free, one " + unit + " per connection");
+    if (m.nproc >= 0) {
+      bound(m.nproc - kSpareTasks, "RLIMIT_NPROC leaves " + g(m.nproc) + " tasks for our user");
+    }
+    const long long per = threads ? kThreadConnectionBytes : kForkConnectionBytes;
+    if (m.mem_available > 0) {
+      bound(m.mem_available * 3 / 4 / per, "memory: " + g(m.mem_available >> 20) +
+                                               " MiB available, about " + g(per >> 10) +
+                                               " KiB per " + unit + " and its sockets");
+    }
+  } else if (m.mem_available > 0) {
+    bound(m.mem_available * 3 / 4 / kLoopConnectionBytes,
+          "memory: " + g(m.mem_available >> 20) + " MiB available");
+  }
+  if (threads) {
+    bound((m.map_count - kSpareMaps) / 2,
+          "vm.max_map_count is " + g(m.map_count) + ": each thread's stack is 2 mappings");
+    if (m.commit_free >= 0) {
+      bound(m.commit_free / m.stack_bytes, "strict overcommit: " + g(m.commit_free >> 20) +
+                                               " MiB left to commit, " + g(m.stack_bytes >> 20) +
+                                               " MiB per thread stack");
+    }
+  }
+  return best;
+}
+
+// The idle counts a model is run at; `note` says where it stops and why (a point it cannot
+// reach is not run), or how far it would go and what would stop it.
+std::vector<int> scale_points(const std::string& model, bool quick, const MachineLimits& limits,
+                              std::string& note) {
   std::vector<int> points;
+  const Capacity capacity = scale_capacity(model, limits);
+  const long long reachable = capacity.connections - kEchoConnections;
   for (int n : kScaleIdle) {
     if (quick && n > 1000) break;
     if (model == "select" && n + kEchoConnections + 16 > kSelectLimit) {
@@ -747,7 +908,16 @@ std::vector<int> scale_points(const std::string& model, bool quick, std::string&
       points.push_back(900);
       break;
     }
+    if (n > reachable) {
+      note = "stops below " + bench::grouped(n) + " idle here (at most " +
+             bench::grouped(std::max(0ll, reachable)) + "): " + capacity.why;
+      break;
+    }
     points.push_back(n);
+  }
+  if (note.empty() && (model == "thread" || model == "fork")) {
+    note = "would stop near " + bench::grouped(std::max(0ll, reachable)) +
+           " idle here: " + capacity.why;
   }
   return points;
 }
@@ -760,13 +930,17 @@ int run_scale(Plan& plan, const std::string& dir) {
     std::vector<ScalePoint> points;
     std::string note;
     bool skipped = false;
+    double open_rate = 0;  // idle connections opened per second at the last point measured
   };
   std::vector<Line> lines;
   Progress progress;
+  const MachineLimits limits = read_machine_limits();
   for (const auto& m : models) {
     Line l;
     l.model = m;
-    for (int n : scale_points(m, plan.options.quick, l.note)) l.points.push_back({n, {}, {}, {}});
+    for (int n : scale_points(m, plan.options.quick, limits, l.note)) {
+      l.points.push_back({n, {}, {}, {}});
+    }
     progress.total += static_cast<int>(l.points.size()) * plan.options.rounds;
     lines.push_back(std::move(l));
   }
@@ -786,6 +960,17 @@ int run_scale(Plan& plan, const std::string& dir) {
                      progress.total, round + 1, plan.options.rounds, line.model.c_str(),
                      point.idle);
         std::fflush(stderr);
+        // Opening the idle set is given time in proportion to it; a model that opened the last
+        // set too slowly to open this one in that time stops here instead of being killed.
+        const double open_budget_s = 60 + point.idle / kScaleOpenRate;
+        if (line.open_rate > 0 && point.idle / line.open_rate > open_budget_s) {
+          point.note = "stopped: it opened idle connections at " + bench::grouped(line.open_rate) +
+                       "/s at the last point, " + bench::grouped(point.idle) + " would take " +
+                       bench::grouped(point.idle / line.open_rate) + " s, over the " +
+                       bench::grouped(open_budget_s) + " s allowed";
+          std::fprintf(stderr, "skipped: %s\n", point.note.c_str() + 9);
+          continue;
+        }
         std::string log_base = plan.logs_dir + "/scale-" + file_name(line.model) + "-" +
                                std::to_string(point.idle) + "-r" + std::to_string(round + 1);
         Server server = start_server(plan, line.model, log_base + ".server.log");
@@ -802,7 +987,13 @@ int run_scale(Plan& plan, const std::string& dir) {
                      std::to_string(kEchoPipeline), "--idle", std::to_string(point.idle),
                      "--server-pid", std::to_string(server.child->pid())});
         std::string why;
-        auto report = run_load(plan, argv, log_base + ".load.log", why);
+        const auto load_started = std::chrono::steady_clock::now();
+        auto report = run_load(plan, argv, log_base + ".load.log", why, open_budget_s - 60);
+        const double load_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();
+        if (report && point.idle >= 1000) {
+          line.open_rate = point.idle / std::max(0.1, load_s - plan.options.phase_s);
+        }
         server.child->stop(SIGTERM, Millis(30'000));
         std::optional<JsonValue> json;
         if (report) json = JsonValue::parse(*report);
