@@ -407,12 +407,10 @@ void BlockingConnection::close() {
 void BlockingConnection::shutdown_write() {
   {
     std::lock_guard lock(mutex_);
-    if (!socket_) return;
-    const StreamCore::Next next = core_.shutdown_write();
-    if (next == StreamCore::Next::nothing) return;
+    if (!socket_ || !core_.accepts_output()) return;
     // Nothing pending: FIN now (under the mutex, as drop's shutdown); the owner closes once the
-    // peer's EOF has come too.
-    ::shutdown(socket_.get(), SHUT_WR);
+    // peer's EOF has come too. Else the owner's flush leads there (due_close).
+    if (core_.shutdown_write() != StreamCore::Next::nothing) ::shutdown(socket_.get(), SHUT_WR);
   }
   if (std::this_thread::get_id() != owner_id()) wake();
 }
