@@ -28,18 +28,6 @@ constexpr std::size_t kEagerFlush = 64 * 1024;
 
 }  // namespace
 
-Loop& Connection::loop() const noexcept {
-  return owner_.loop_;
-}
-
-const ConnectionOptions& Connection::options() const noexcept {
-  return *owner_.options_[options_index_];
-}
-
-void Connection::note_activity() noexcept {
-  core_.note_activity(loop().now());
-}
-
 template <class F>
 bool Connection::guarded(F&& call) {
   return StreamCore::guard(call, [this](const char* what) { session_threw(what); });
@@ -327,8 +315,7 @@ void Connection::write_out() {
   if (is_open()) update_interest();
 }
 
-// Does what the core answered.
-void Connection::act(StreamCore::Next next) {
+void Connection::carry_out(StreamCore::Next next) {
   using Next = StreamCore::Next;
   switch (next) {
     case Next::nothing:
@@ -558,7 +545,7 @@ Connection& ConnectionSet::open(Fd fd, Transport transport, std::unique_ptr<Sess
 
 // Connections keep an index into this table rather than a reference each: a server passes the
 // same options to every open. A full table keeps only what live connections still use.
-std::uint16_t ConnectionSet::options_index(const ConnectionOptions& options) {
+std::uint16_t ConnectionSet::add_options(const ConnectionOptions& options) {
   for (std::size_t i = 0; i < options_.size(); ++i) {
     if (options_[i] == &options) return static_cast<std::uint16_t>(i);
   }

@@ -110,7 +110,11 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   template <class F>
   bool guarded(F&& call);  // runs a session callback; a throw closes with session_failed
   void session_threw(const char* what);
-  void act(StreamCore::Next next);
+  // Does what the core answered (mostly nothing: no call then).
+  void act(StreamCore::Next next) {
+    if (next != StreamCore::Next::nothing) carry_out(next);
+  }
+  void carry_out(StreamCore::Next next);
   void write_out();
   void on_session_timer(TimerId id);
   bool forget_session_timer(TimerId id) noexcept;
@@ -129,7 +133,7 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   void close_now(std::error_code reason);
   void arm_idle_timer();
   void on_idle_timer();
-  void note_activity() noexcept;
+  void note_activity() noexcept { core_.note_activity(loop().now()); }
 
   std::uint32_t index_ = 0;  // position in owner_
   ConnectionSet& owner_;
@@ -166,12 +170,24 @@ class ConnectionSet {
  private:
   friend class Connection;
   void retire(Connection& c);
-  std::uint16_t options_index(const ConnectionOptions& options);
+  std::uint16_t options_index(const ConnectionOptions& options) {
+    if (!options_.empty() && options_[0] == &options) return 0;  // one server, one options
+    return add_options(options);
+  }
+  std::uint16_t add_options(const ConnectionOptions& options);
 
   Loop& loop_;
   std::vector<std::unique_ptr<Connection>> live_;
   std::vector<const ConnectionOptions*> options_;  // the distinct options of live connections
   ConnectionCounters counters_;
 };
+
+inline Loop& Connection::loop() const noexcept {
+  return owner_.loop_;
+}
+
+inline const ConnectionOptions& Connection::options() const noexcept {
+  return *owner_.options_[options_index_];
+}
 
 }  // namespace reactor

@@ -77,9 +77,10 @@ class StreamCore {
   std::uint8_t& driver_bits() noexcept { return driver_bits_; }
   std::uint8_t driver_bits() const noexcept { return driver_bits_; }
 
-  // Traffic moved: the idle clock restarts (not once closing: the close deadline stands).
+  // Traffic moved at `now`: the idle clock restarts (not once closing: the close deadline
+  // stands). A time older than the last one noted changes nothing.
   void note_activity(Clock::time_point now) noexcept {
-    if (!(flags_ & kClosing)) mark_ = now;
+    if (!(flags_ & kClosing) && now > mark_) mark_ = now;
   }
 
   // The session consumed `consumed` of `bytes` (the readable input itself when `from_input`,
@@ -154,13 +155,14 @@ class StreamCore {
 
   // A close for one of these drops the peer (logged as such).
   static bool is_drop(std::error_code reason) noexcept {
-    return reason == Errc::idle_timeout || reason == Errc::input_too_large ||
-           reason == Errc::too_slow;
+    if (!reason || reason.category() != reactor_category()) return false;
+    const auto e = static_cast<Errc>(reason.value());
+    return e == Errc::idle_timeout || e == Errc::input_too_large || e == Errc::too_slow;
   }
   // Whether the protocol's last_words go out for `reason`: dropped as idle or over max_input,
   // with nothing of ours pending (so they cannot land inside a half-sent reply).
   bool says_last_words(std::error_code reason) const noexcept {
-    return (reason == Errc::idle_timeout || reason == Errc::input_too_large) && outbox_.empty();
+    return is_drop(reason) && reason != Errc::too_slow && outbox_.empty();
   }
 
   // Runs a session callback. True when it returned; when it threw, `threw(what)` runs (inside
@@ -179,10 +181,15 @@ class StreamCore {
   }
 
   // Close reasons as one int: 0 none, > 0 an errno value, < 0 a reactor Errc.
-  static std::int32_t encode(std::error_code ec) noexcept;
-  static std::error_code decode(std::int32_t code) noexcept;
+  static std::int32_t encode(std::error_code ec) noexcept { return ec ? encode_error(ec) : 0; }
+  static std::error_code decode(std::int32_t code) noexcept {
+    return code == 0 ? std::error_code() : decode_error(code);
+  }
 
  private:
+  static std::int32_t encode_error(std::error_code ec) noexcept;
+  static std::error_code decode_error(std::int32_t code) noexcept;
+
   enum Flag : std::uint8_t {
     kReadPaused = 1,      // backpressure
     kPeerEof = 2,         // read side finished
@@ -201,5 +208,54 @@ class StreamCore {
   std::uint8_t flags_ = 0;
   std::uint8_t driver_bits_ = 0;
 };
+
+// Once per connection or per flush: inline, so that a driver pays no call for them.
+inline StreamCore::Next StreamCore::close(Clock::time_point now,
+                                          const StreamLimits& limits) noexcept {
+  if (flags_ & (kClosed | kCloseWanted)) return Next::nothing;
+  flags_ |= kCloseWanted;
+  if (outbox_.empty() && (flags_ & kPeerEof)) return Next::close;  // nothing left either way
+  // Bound the whole close: a peer that never reads, or never stops sending, must not keep us.
+  flags_ |= kClosing;
+  mark_ = now + limits.close_linger;
+  return outbox_.empty() ? Next::linger : Next::nothing;
+}
+
+inline StreamCore::Next StreamCore::shutdown_write() noexcept {
+  if (flags_ & (kClosed | kShutdownWanted | kWriteShut | kCloseWanted)) return Next::nothing;
+  flags_ |= kShutdownWanted;
+  return outbox_.empty() ? flushed() : Next::nothing;
+}
+
+inline StreamCore::Next StreamCore::flushed() noexcept {
+  if (flags_ & (kClosed | kLingering)) return Next::nothing;
+  if (flags_ & kCloseWanted) {
+    // Everything the peer sent has been read: a plain close sends FIN. Else closing with unread
+    // input would answer with RST, which drops our unacknowledged bytes: linger.
+    return (flags_ & kPeerEof) ? Next::close : Next::linger;
+  }
+  if ((flags_ & kShutdownWanted) && !(flags_ & kWriteShut)) {
+    flags_ |= kWriteShut;
+    return (flags_ & kPeerEof) ? Next::shutdown_close : Next::shutdown;
+  }
+  return Next::nothing;
+}
+
+inline std::error_code StreamCore::expired(Clock::time_point now,
+                                           const StreamLimits& limits) const noexcept {
+  if (flags_ & kClosed) return {};
+  if (flags_ & kClosing) return now >= mark_ ? errno_code(ETIMEDOUT) : std::error_code();
+  if (limits.idle_timeout.count() > 0 && now - mark_ >= limits.idle_timeout) {
+    return Errc::idle_timeout;
+  }
+  return {};
+}
+
+inline bool StreamCore::set_closed(std::error_code reason) noexcept {
+  if (flags_ & kClosed) return false;
+  flags_ |= kClosed;
+  reason_ = encode(reason);
+  return true;
+}
 
 }  // namespace reactor

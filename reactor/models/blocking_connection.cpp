@@ -172,12 +172,14 @@ std::error_code BlockingConnection::serve(Session& session,
   }
 
   if (!reason) linger();
-  bool last_words = false;
-  {
-    std::lock_guard lock(mutex_);
-    last_words = limits_.protocol != nullptr && core_.says_last_words(reason);
+  if (reason && limits_.protocol != nullptr) {
+    bool last_words = false;
+    {
+      std::lock_guard lock(mutex_);
+      last_words = core_.says_last_words(reason);
+    }
+    if (last_words) say_last_words(reason);
   }
-  if (last_words) say_last_words(reason);
   if (StreamCore::is_drop(reason) && log_enabled(LogLevel::info)) {
     log(LogLevel::info, "%s: dropped: %s", remote().c_str(), reason.message().c_str());
   }
@@ -230,6 +232,7 @@ void BlockingConnection::waited() {
 
 std::optional<std::error_code> BlockingConnection::due_close(Clock::time_point now) {
   std::lock_guard lock(mutex_);
+  core_.note_activity(read_at_);
   if (core_.closed()) return core_.reason();
   if (core_.outbox().empty()) {
     if (stopping_ || hung_up_) return std::error_code();
@@ -271,10 +274,9 @@ int BlockingConnection::poll_timeout_ms(Clock::time_point now) const {
   return deadline == Clock::time_point::max() ? -1 : ms_until(now, deadline);
 }
 
+// The owner's reads note their time here without the mutex; due_close() hands it to the core.
 void BlockingConnection::note_activity() {
-  const auto now = Clock::now();
-  std::lock_guard lock(mutex_);
-  core_.note_activity(now);
+  read_at_ = Clock::now();
 }
 
 BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {

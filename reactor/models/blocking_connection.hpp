@@ -162,7 +162,7 @@ class BlockingConnection final : public Peer {
   // Whether to read; `pending`: the output queued.
   bool want_read(std::size_t& pending);
   int poll_timeout_ms(Clock::time_point now) const;
-  void note_activity();
+  void note_activity();  // a read brought bytes
   template <class F>
   bool guarded(F&& call);
   void run_timers(Clock::time_point now);
@@ -187,6 +187,7 @@ class BlockingConnection final : public Peer {
   Session* session_ = nullptr;          // while serve() runs
   std::unique_ptr<TimerQueue> timers_;  // session timers, made on first use
   bool unflushed_ = false;              // the session queued output since the last flush
+  Clock::time_point read_at_{};         // the last read that brought bytes (see note_activity)
   bool hung_up_ = false;
   bool has_read_ = false;           // a read brought bytes
   unsigned speculative_reads_ = 0;  // in a row without waiting, bounded (side channels, fairness)
