@@ -172,7 +172,7 @@ std::error_code BlockingConnection::serve(Session& session,
   }
 
   if (!reason) linger();
-  if (reason && limits_.protocol != nullptr) {
+  if (limits_.protocol != nullptr && StreamCore::is_drop(reason)) {
     bool last_words = false;
     {
       std::lock_guard lock(mutex_);
