@@ -14,7 +14,6 @@ namespace reactor {
 
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
-      capacity_(std::exchange(other.capacity_, 0)),
       read_(std::exchange(other.read_, 0)),
       write_(std::exchange(other.write_, 0)) {}
 
@@ -22,7 +21,6 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
     release();
     data_ = std::exchange(other.data_, nullptr);
-    capacity_ = std::exchange(other.capacity_, 0);
     read_ = std::exchange(other.read_, 0);
     write_ = std::exchange(other.write_, 0);
   }
@@ -34,31 +32,34 @@ Buffer::~Buffer() {
 }
 
 void Buffer::release() noexcept {
-  std::free(data_);
+  if (data_ != nullptr) std::free(header());
   data_ = nullptr;
-  capacity_ = read_ = write_ = 0;
+  read_ = write_ = 0;
 }
 
 bool Buffer::reserve_tail(std::size_t n) {
-  if (capacity_ - write_ >= n) return true;
+  const std::size_t capacity = this->capacity();
+  if (capacity - write_ >= n) return true;
   std::size_t live = size();
-  constexpr std::size_t kMax = std::numeric_limits<std::uint32_t>::max();
+  constexpr std::size_t kMax = std::numeric_limits<std::uint32_t>::max() - sizeof(Header);
   if (n > kMax - live) return false;
   // Slide to the front when that makes room and the live part is small; else grow.
-  if (read_ > 0 && capacity_ - live >= n && live <= capacity_ / 2) {
+  if (read_ > 0 && capacity - live >= n && live <= capacity / 2) {
     std::memmove(data_, data_ + read_, live);
     read_ = 0;
     write_ = static_cast<std::uint32_t>(live);
     return true;
   }
-  std::size_t want = std::max<std::size_t>({live + n, std::size_t{capacity_} * 2, 512});
+  // 512 bytes with the header: the first block is one 512-byte malloc chunk.
+  std::size_t want = std::max<std::size_t>({live + n, capacity * 2, 512 - sizeof(Header)});
   if (want > kMax) want = kMax;
-  auto* fresh = static_cast<std::byte*>(std::malloc(want));
-  if (fresh == nullptr) return false;
+  auto* block = static_cast<Header*>(std::malloc(sizeof(Header) + want));
+  if (block == nullptr) return false;
+  block->capacity = static_cast<std::uint32_t>(want);
+  auto* fresh = reinterpret_cast<std::byte*>(block + 1);
   if (live > 0) std::memcpy(fresh, data_ + read_, live);
-  std::free(data_);
+  if (data_ != nullptr) std::free(header());
   data_ = fresh;
-  capacity_ = static_cast<std::uint32_t>(want);
   read_ = 0;
   write_ = static_cast<std::uint32_t>(live);
   return true;
@@ -87,7 +88,7 @@ void Buffer::clear() noexcept {
 ssize_t Buffer::read_from(int fd) {
   std::byte spill[kSpillSize];
   iovec iov[2];
-  std::size_t tail = capacity_ - write_;
+  std::size_t tail = capacity() - write_;
   iov[0] = {data_ + write_, tail};
   iov[1] = {spill, sizeof(spill)};
   int first = tail == 0 ? 1 : 0;

@@ -1,5 +1,6 @@
 // Buffer: contiguous bytes with read and write indices. Grows on demand and gives its memory
-// back when drained, so an idle connection owns no heap buffer at all.
+// back when drained, so an idle connection owns no heap buffer at all. 16 bytes: the capacity
+// lives in a small header in front of the heap block, not in every (mostly empty) Buffer.
 #pragma once
 
 #include <sys/types.h>
@@ -23,7 +24,7 @@ class Buffer {
 
   std::size_t size() const noexcept { return write_ - read_; }
   bool empty() const noexcept { return write_ == read_; }
-  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t capacity() const noexcept { return data_ ? header()->capacity : 0; }
   std::span<const std::byte> readable() const noexcept { return {data_ + read_, size()}; }
 
   // False when the buffer cannot grow (over 4 GiB or out of memory); nothing is appended then.
@@ -39,11 +40,15 @@ class Buffer {
   ssize_t write_to(int fd, std::size_t max = SIZE_MAX);
 
  private:
+  struct Header {
+    std::uint32_t capacity;
+    std::uint32_t unused;  // keeps the bytes 8-aligned
+  };
+  Header* header() const noexcept { return reinterpret_cast<Header*>(data_) - 1; }
   bool reserve_tail(std::size_t n);
   void release() noexcept;
 
-  std::byte* data_ = nullptr;
-  std::uint32_t capacity_ = 0;
+  std::byte* data_ = nullptr;  // just after a Header in one malloc'ed block
   std::uint32_t read_ = 0;
   std::uint32_t write_ = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -29,15 +30,7 @@ constexpr std::size_t kEagerFlush = 64 * 1024;
 
 template <class F>
 bool Connection::guarded(F&& call) {
-  try {
-    call();
-    return true;
-  } catch (const std::exception& e) {
-    session_threw(e.what());
-  } catch (...) {
-    session_threw("an exception that is not a std::exception");
-  }
-  return false;
+  return StreamCore::guard(call, [this](const char* what) { session_threw(what); });
 }
 
 void Connection::session_threw(const char* what) {
@@ -48,53 +41,57 @@ void Connection::session_threw(const char* what) {
   close_now(Errc::session_failed);
 }
 
-Connection::Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<Session> session,
-                       const ConnectionOptions& options, ConnectionSet& owner)
-    : loop_(loop),
-      owner_(owner),
+// `loop` must be the owner's: the connection reaches it through the owner.
+Connection::Connection([[maybe_unused]] Loop& loop, Fd fd, Transport transport,
+                       std::unique_ptr<Session> session, const ConnectionOptions& options,
+                       ConnectionSet& owner)
+    : owner_(owner),
       session_(std::move(session)),
-      options_(options),
-      fd_(std::move(fd)),
-      transport_(transport) {
-  if (transport == Transport::unix_seqpacket) state_ |= kMessages;
+      core_(owner.loop_.now()),
+      options_index_(owner.options_index(options)),
+      transport_(transport),
+      fd_(std::move(fd)) {
+  if (transport == Transport::unix_seqpacket) core_.driver_bits() |= kMessages;
 }
 
 Connection::~Connection() {
-  loop_.cancel_flush(*this);
-  if (watch_ != kNoWatch) loop_.unwatch(watch_);
-  if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
+  Loop& l = loop();
+  l.cancel_flush(*this);
+  if (watch_ != kNoWatch) l.unwatch(watch_);
+  if (idle_timer_ != kNoTimer) l.cancel_timer(idle_timer_);
   cancel_session_timers();
 }
 
 void Connection::start() {
   note_activity();
-  auto id = loop_.watch(fd_.get(), EPOLLIN, *this);
+  auto id = loop().watch(fd_.get(), EPOLLIN, *this);
   if (!id) {
     close_now(id.error());
     return;
   }
   watch_ = *id;
-  state_ |= kWatchingIn;
+  core_.driver_bits() |= kWatchingIn;
   arm_idle_timer();
   guarded([&] { session_->on_open(*this); });
 }
 
 void Connection::on_events(std::uint32_t events) {
-  if ((state_ & kWatchingIn) && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) handle_readable();
-  if (is_open() && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && !output_.empty()) {
+  if (has(kWatchingIn) && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) handle_readable();
+  if (is_open() && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && !core_.outbox().empty()) {
     handle_writable();
   }
   // Hang-up or error that no read or write surfaced (we are neither reading nor writing): close
   // here, or a level-triggered EPOLLHUP would wake us forever.
-  if (is_open() && (events & (EPOLLHUP | EPOLLERR)) && !(state_ & kWatchingIn) && output_.empty()) {
+  if (is_open() && (events & (EPOLLHUP | EPOLLERR)) && !has(kWatchingIn) &&
+      core_.outbox().empty()) {
     close_now(finish_connect(fd_.get()));
   }
 }
 
 void Connection::handle_readable() {
-  if (state_ & kLingering) {
+  if (core_.lingering()) {
     discard_input();
-  } else if (state_ & kMessages) {
+  } else if (has(kMessages)) {
     read_message();
   } else {
     read_stream();
@@ -103,7 +100,8 @@ void Connection::handle_readable() {
 
 void Connection::read_stream() {
   ssize_t n;
-  if (input_.empty()) {
+  Buffer& input = core_.input();
+  if (input.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
     // straight from there; only what it leaves unconsumed is copied to the heap.
     std::byte stack[Buffer::kSpillSize];
@@ -115,11 +113,11 @@ void Connection::read_stream() {
       return;
     }
   } else {
-    n = input_.read_from(fd_.get());
+    n = input.read_from(fd_.get());
     if (n > 0) {
       owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);
       note_activity();
-      deliver(input_.readable(), true);
+      deliver(input.readable(), true);
       return;
     }
   }
@@ -132,10 +130,10 @@ void Connection::read_stream() {
 
 // The peer finished sending: stop reading, tell the session, and close if our side is done too.
 void Connection::handle_peer_eof() {
-  state_ |= kPeerEof;
+  core_.peer_finished();
   update_interest();
   if (!guarded([&] { session_->on_eof(*this); })) return;
-  if (is_open() && (state_ & kWriteShut)) close_now({});
+  if (is_open() && core_.done()) close_now({});
 }
 
 void Connection::read_message() {
@@ -167,29 +165,23 @@ void Connection::deliver(std::span<const std::byte> bytes, bool from_input_buffe
   std::size_t consumed = 0;
   if (!guarded([&] { consumed = session_->on_data(*this, bytes); })) return;
   if (!is_open()) return;
-  if (state_ & kMessages) return;  // each message is whole: nothing is held over
-  if (consumed > bytes.size()) consumed = bytes.size();
-  if (from_input_buffer) {
-    input_.consume(consumed);
-  } else if (consumed < bytes.size() && !input_.append(bytes.subspan(consumed))) {
-    close_now(errno_code(ENOMEM));
-    return;
-  }
-  if (input_.size() > options_.max_input) close_now(Errc::input_too_large);
+  if (has(kMessages)) return;  // each message is whole: nothing is held over
+  if (auto ec = core_.keep_leftover(bytes, consumed, from_input_buffer, options())) close_now(ec);
 }
 
 void Connection::send(std::span<const std::byte> bytes) {
-  if (!is_open() || (state_ & (kCloseWanted | kShutdownWanted | kWriteShut))) return;
-  if (state_ & kMessages) {
-    if (output_.empty() && send_message_now(bytes)) return;
+  if (!is_open() || !core_.accepts_output()) return;
+  Outbox& output = core_.outbox();
+  if (has(kMessages)) {
+    if (output.empty() && send_message_now(bytes)) return;
     if (!is_open()) return;
-    if (options_.max_outbox && output_.size() + bytes.size() > options_.max_outbox) {
+    if (core_.over_outbox(options(), bytes.size())) {
       close_now(Errc::too_slow);
       return;
     }
     RecordLength length = static_cast<RecordLength>(bytes.size());
-    if (!output_.bytes().append({reinterpret_cast<const std::byte*>(&length), sizeof(length)}) ||
-        !output_.bytes().append(bytes)) {
+    if (!output.bytes().append({reinterpret_cast<const std::byte*>(&length), sizeof(length)}) ||
+        !output.bytes().append(bytes)) {
       close_now(errno_code(ENOMEM));
       return;
     }
@@ -197,42 +189,36 @@ void Connection::send(std::span<const std::byte> bytes) {
     return;
   }
   if (bytes.empty()) return;
-  if (!output_.append(bytes)) {
+  if (!output.append(bytes)) {
     close_now(errno_code(ENOMEM));
     return;
   }
-  if (output_.size() >= kEagerFlush ||
-      (options_.max_outbox && output_.size() > options_.max_outbox)) {
+  if (output.size() >= kEagerFlush || core_.over_outbox(options())) {
     write_out();  // do not let a large reply pile up until the end of the iteration
     if (!is_open()) return;
-    if (options_.max_outbox && output_.size() > options_.max_outbox) {
-      close_now(Errc::too_slow);
-    }
+    if (core_.over_outbox(options())) close_now(Errc::too_slow);
     return;
   }
-  loop_.defer_flush(*this);
+  loop().defer_flush(*this);
 }
 
 std::error_code Connection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
-  if (state_ & kMessages) return Errc::wrong_transport;
-  if (!is_open() || (state_ & (kCloseWanted | kShutdownWanted | kWriteShut))) {
-    return errno_code(EPIPE);
-  }
-  if (auto ec = output_.append_file(fd, offset, length)) return ec;
-  loop_.defer_flush(*this);
+  if (has(kMessages)) return Errc::wrong_transport;
+  if (!is_open() || !core_.accepts_output()) return errno_code(EPIPE);
+  if (auto ec = core_.outbox().append_file(fd, offset, length)) return ec;
+  loop().defer_flush(*this);
   return {};
 }
 
 void Connection::flush() {
-  if (is_open() && !output_.empty()) write_out();
+  if (is_open() && !core_.outbox().empty()) write_out();
 }
 
-TimerId Connection::start_timer(std::chrono::milliseconds delay,
-                                std::chrono::milliseconds period) {
+TimerId Connection::start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period) {
   if (!is_open()) return kNoTimer;
   if (delay.count() < 0) delay = std::chrono::milliseconds(0);
   const TimerId id =
-      loop_.add_timer(delay, period, [this] { on_session_timer(loop_.current_timer()); });
+      loop().add_timer(delay, period, [this] { on_session_timer(loop().current_timer()); });
   if (first_timer_ == kNoTimer) {
     first_timer_ = id;  // the common case (one keep-alive or expiry timer) allocates nothing here
   } else {
@@ -260,22 +246,22 @@ bool Connection::forget_session_timer(TimerId id) noexcept {
 }
 
 void Connection::cancel_session_timers() noexcept {
-  if (first_timer_ != kNoTimer) loop_.cancel_timer(first_timer_);
+  if (first_timer_ != kNoTimer) loop().cancel_timer(first_timer_);
   first_timer_ = kNoTimer;
   if (more_timers_) {
-    for (TimerId id : *more_timers_) loop_.cancel_timer(id);
+    for (TimerId id : *more_timers_) loop().cancel_timer(id);
     more_timers_.reset();
   }
 }
 
 bool Connection::cancel_timer(TimerId id) {
-  return forget_session_timer(id) && loop_.cancel_timer(id);
+  return forget_session_timer(id) && loop().cancel_timer(id);
 }
 
 void Connection::on_session_timer(TimerId id) {
   if (!is_open()) return;
   // A one-shot timer is spent once it fires: forget it before the session may arm another.
-  if (!loop_.timer_armed(id)) forget_session_timer(id);
+  if (!loop().timer_armed(id)) forget_session_timer(id);
   guarded([&] { session_->on_timer(*this, id); });
 }
 
@@ -294,30 +280,29 @@ bool Connection::send_message_now(std::span<const std::byte> bytes) {
 }
 
 void Connection::handle_writable() {
-  if (state_ & kMessages) {
-    while (!output_.empty()) {
-      auto pending = output_.bytes().readable();
+  Outbox& output = core_.outbox();
+  if (has(kMessages)) {
+    while (!output.empty()) {
+      auto pending = output.bytes().readable();
       RecordLength length;
       std::memcpy(&length, pending.data(), sizeof(length));
       if (!send_message_now(pending.subspan(sizeof(length), length))) {
         if (is_open()) update_interest();
         return;
       }
-      output_.bytes().consume(sizeof(length) + length);
+      output.bytes().consume(sizeof(length) + length);
     }
   } else {
     write_out();
     return;
   }
-  if (output_.empty()) {
-    flush_done();
-  }
+  act(core_.flushed());
   if (is_open()) update_interest();
 }
 
 void Connection::write_out() {
-  loop_.cancel_flush(*this);  // written now: nothing left for the end of the iteration
-  ssize_t n = output_.write_to(fd_.get(), owner_.counters_.writes);
+  loop().cancel_flush(*this);  // written now: nothing left for the end of the iteration
+  ssize_t n = core_.outbox().write_to(fd_.get(), owner_.counters_.writes);
   if (n < 0) {
     close_now(last_errno());
     return;
@@ -326,78 +311,69 @@ void Connection::write_out() {
     owner_.counters_.bytes_out += static_cast<std::uint64_t>(n);
     note_activity();
   }
-  if (output_.empty()) flush_done();
+  if (core_.outbox().empty()) act(core_.flushed());
   if (is_open()) update_interest();
 }
 
-void Connection::flush_done() {
-  if (state_ & kCloseWanted) {
-    finish_close();
-    return;
-  }
-  if ((state_ & kShutdownWanted) && !(state_ & kWriteShut)) {
-    ::shutdown(fd_.get(), SHUT_WR);
-    state_ |= kWriteShut;
-    if (state_ & kPeerEof) close_now({});
+void Connection::carry_out(StreamCore::Next next) {
+  using Next = StreamCore::Next;
+  switch (next) {
+    case Next::nothing:
+      return;
+    case Next::close:
+      close_now({});
+      return;
+    case Next::shutdown:
+    case Next::shutdown_close:
+      ::shutdown(fd_.get(), SHUT_WR);
+      if (next == Next::shutdown_close) close_now({});
+      return;
+    case Next::linger:
+      if (unacknowledged_bytes(fd_.get()) == 0) {
+        close_now({});  // the peer has all our bytes: even an RST can no longer lose any
+        return;
+      }
+      ::shutdown(fd_.get(), SHUT_WR);
+      core_.lingered(loop().now(), options());
+      update_interest();
+      return;
   }
 }
 
 void Connection::update_interest() {
   if (!is_open()) return;
-  if (!options_.max_outbox) {
-    if (output_.size() > options_.high_water && !(state_ & kReadPaused)) {
-      state_ |= kReadPaused;
-      ++owner_.counters_.read_pauses;
-    } else if ((state_ & kReadPaused) && output_.size() <= options_.low_water) {
-      state_ &= ~kReadPaused;
-    }
-  }
-  bool want_in = (state_ & kLingering) || !(state_ & (kReadPaused | kPeerEof | kCloseWanted));
+  if (core_.update_backpressure(options())) ++owner_.counters_.read_pauses;
+  bool want_in = core_.wants_input();
   // Output that only waits for this iteration's flush needs no EPOLLOUT (that flush decides).
-  bool want_out = !output_.empty() && !flush_queued();
-  bool have_in = state_ & kWatchingIn;
-  bool have_out = state_ & kWatchingOut;
+  bool want_out = !core_.outbox().empty() && !flush_queued();
+  bool have_in = has(kWatchingIn);
+  bool have_out = has(kWatchingOut);
   if (want_in == have_in && want_out == have_out) return;
   std::uint32_t events = (want_in ? EPOLLIN : 0u) | (want_out ? EPOLLOUT : 0u);
-  if (auto ec = loop_.modify(watch_, events)) {
+  if (auto ec = loop().modify(watch_, events)) {
     close_now(ec);
     return;
   }
-  state_ = static_cast<std::uint16_t>((state_ & ~(kWatchingIn | kWatchingOut)) |
-                                      (want_in ? kWatchingIn : 0) | (want_out ? kWatchingOut : 0));
+  std::uint8_t& bits = core_.driver_bits();
+  bits = static_cast<std::uint8_t>((bits & ~(kWatchingIn | kWatchingOut)) |
+                                   (want_in ? kWatchingIn : 0) | (want_out ? kWatchingOut : 0));
 }
 
 void Connection::close() {
-  if (!is_open() || (state_ & kCloseWanted)) return;
-  state_ |= kCloseWanted;
-  if (output_.empty() && (state_ & kPeerEof)) {  // the common case: nothing left either way
+  if (!is_open() || core_.close_wanted()) return;
+  const StreamCore::Next next = core_.close(loop().now(), options());
+  if (next == StreamCore::Next::close) {  // the common case: nothing left either way
     close_now({});
     return;
   }
-  // Bound the whole close: a peer that never reads, or never stops sending, must not keep us.
-  if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
-  state_ |= kClosing;
-  close_ticks_ = 0;
-  idle_timer_ = loop_.add_timer(kCloseTick, kCloseTick, [this] { on_close_tick(); });
-  if (output_.empty()) {
-    finish_close();
+  // The close tick replaces the idle timer: it bounds the close by close_linger and, once
+  // lingering, checks whether the peer has acknowledged our data.
+  if (idle_timer_ != kNoTimer) loop().cancel_timer(idle_timer_);
+  idle_timer_ = loop().add_timer(kCloseTick, kCloseTick, [this] { on_close_tick(); });
+  if (next == StreamCore::Next::linger) {
+    act(next);
     return;
   }
-  update_interest();
-}
-
-// Output is flushed to the kernel and we want to close.
-void Connection::finish_close() {
-  if (state_ & kPeerEof) {  // everything the peer sent has been read: a plain close sends FIN
-    close_now({});
-    return;
-  }
-  if (unacknowledged_bytes(fd_.get()) == 0) {
-    close_now({});  // the peer has all our bytes: even an RST can no longer lose any
-    return;
-  }
-  ::shutdown(fd_.get(), SHUT_WR);
-  state_ |= kWriteShut | kLingering;
   update_interest();
 }
 
@@ -417,18 +393,15 @@ void Connection::discard_input() {
 }
 
 void Connection::on_close_tick() {
-  ++close_ticks_;
-  if ((state_ & kLingering) && unacknowledged_bytes(fd_.get()) == 0) {
+  if (core_.lingering() && unacknowledged_bytes(fd_.get()) == 0) {
     close_now({});
     return;
   }
-  if (close_ticks_ * kCloseTick >= options_.close_linger) close_now(errno_code(ETIMEDOUT));
+  if (auto ec = core_.expired(loop().now(), options())) close_now(ec);
 }
 
 void Connection::shutdown_write() {
-  if (!is_open() || (state_ & (kShutdownWanted | kWriteShut | kCloseWanted))) return;
-  state_ |= kShutdownWanted;
-  if (output_.empty()) flush_done();
+  if (is_open()) act(core_.shutdown_write());
 }
 
 void Connection::abort(std::error_code reason) {
@@ -442,25 +415,24 @@ std::string Connection::remote() const {
 }
 
 void Connection::arm_idle_timer() {
-  if (options_.idle_timeout.count() <= 0 || (state_ & kClosing)) return;
-  auto elapsed =
-      std::chrono::duration_cast<std::chrono::milliseconds>(loop_.now() - last_activity_);
-  auto wait = options_.idle_timeout - elapsed;
+  if (options().idle_timeout.count() <= 0 || core_.closing()) return;
+  auto wait =
+      std::chrono::ceil<std::chrono::milliseconds>(core_.deadline(options()) - loop().now());
   if (wait.count() < 1) wait = std::chrono::milliseconds(1);
-  idle_timer_ = loop_.after(wait, [this] { on_idle_timer(); });
+  idle_timer_ = loop().after(wait, [this] { on_idle_timer(); });
 }
 
 void Connection::on_idle_timer() {
   idle_timer_ = kNoTimer;
-  if (loop_.now() - last_activity_ >= options_.idle_timeout) {
-    close_now(Errc::idle_timeout);
+  if (auto ec = core_.expired(loop().now(), options())) {
+    close_now(ec);
   } else {
     arm_idle_timer();  // there was traffic: wait out the rest of the period
   }
 }
 
 void Connection::say_last_words(std::error_code reason) {
-  const std::string words = options_.protocol->last_words(reason);
+  const std::string words = options().protocol->last_words(reason);
   if (words.empty()) return;
   ++owner_.counters_.writes;
   [[maybe_unused]] ssize_t n =
@@ -469,28 +441,25 @@ void Connection::say_last_words(std::error_code reason) {
 
 void Connection::close_now(std::error_code reason) {
   if (!is_open()) return;
-  const bool dropped = reason == Errc::idle_timeout || reason == Errc::input_too_large ||
-                       reason == Errc::too_slow;
-  if (dropped) {
+  if (StreamCore::is_drop(reason)) {
     if (log_enabled(LogLevel::info)) {
       log(LogLevel::info, "%s: dropped: %s", remote().c_str(), reason.message().c_str());
     }
-    if (options_.protocol != nullptr && reason != Errc::too_slow && output_.empty()) {
-      say_last_words(reason);
-    }
+    if (options().protocol != nullptr && core_.says_last_words(reason)) say_last_words(reason);
   }
-  loop_.cancel_flush(*this);
+  Loop& l = loop();
+  l.cancel_flush(*this);
   cancel_session_timers();
   // Our socket was accepted or created here and never duplicated: closing it below removes it
   // from epoll, so no EPOLL_CTL_DEL (one syscall less per connection).
-  if (watch_ != kNoWatch) loop_.unwatch_before_close(watch_);
+  if (watch_ != kNoWatch) l.unwatch_before_close(watch_);
   watch_ = kNoWatch;
-  if (idle_timer_ != kNoTimer) loop_.cancel_timer(idle_timer_);
+  if (idle_timer_ != kNoTimer) l.cancel_timer(idle_timer_);
   idle_timer_ = kNoTimer;
   fd_.reset();
-  input_.clear();
-  output_.clear();
-  close_reason_ = reason;
+  core_.input().clear();
+  core_.outbox().clear();
+  core_.set_closed(reason);
   auto& counters = owner_.counters_;
   ++counters.closed;
   if (reason) ++counters.failed;
@@ -500,12 +469,12 @@ void Connection::close_now(std::error_code reason) {
 void Connection::finalize() {
   auto session = std::move(session_);
   try {
-    session->on_close(close_reason_);
+    session->on_close(core_.reason());
   } catch (...) {
     // A throwing on_close has nothing left to lose: the connection is gone already.
   }
   // Whatever the session did, no Hub may keep a pointer to a peer that is about to go.
-  if (options_.hub != nullptr) options_.hub->forget(*this);
+  if (Hub* hub = options().hub) hub->forget(*this);
 }
 
 namespace {
@@ -574,6 +543,26 @@ Connection& ConnectionSet::open(Fd fd, Transport transport, std::unique_ptr<Sess
   return c;
 }
 
+// Connections keep an index into this table rather than a reference each: a server passes the
+// same options to every open. A full table keeps only what live connections still use.
+std::uint16_t ConnectionSet::add_options(const ConnectionOptions& options) {
+  for (std::size_t i = 0; i < options_.size(); ++i) {
+    if (options_[i] == &options) return static_cast<std::uint16_t>(i);
+  }
+  if (options_.size() > UINT16_MAX) {
+    std::vector<const ConnectionOptions*> used;
+    for (auto& c : live_) {
+      const ConnectionOptions* o = options_[c->options_index_];
+      auto at = std::find(used.begin(), used.end(), o);
+      if (at == used.end()) at = used.insert(used.end(), o);
+      c->options_index_ = static_cast<std::uint16_t>(at - used.begin());
+    }
+    options_ = std::move(used);  // (65,536 live connections with options each: not supported)
+  }
+  options_.push_back(&options);
+  return static_cast<std::uint16_t>(options_.size() - 1);
+}
+
 void ConnectionSet::retire(Connection& c) {
   std::uint32_t index = c.index_;
   std::unique_ptr<Connection> owned = std::move(live_[index]);
@@ -597,6 +586,5 @@ void ConnectionSet::close_all() {
 void ConnectionSet::abort_all(std::error_code reason) {
   while (!live_.empty()) live_.back()->close_now(reason);
 }
-
 
 }  // namespace reactor

@@ -1,5 +1,8 @@
 // Connection: one accepted or connected stream (or SEQPACKET) socket driven by the loop,
-// presenting itself to its Session as a Peer.
+// presenting itself to its Session as a Peer. The stream policy (leftover input and max_input,
+// the outbox's water marks or max_outbox drop, close / shutdown_write / lingering close, idle
+// deadline) is the StreamCore's; Connection is its epoll driver: readiness events, the syscalls,
+// and loop timers for the core's deadlines.
 //
 // - Output is coalesced: what sessions send during one loop iteration is appended to the outbox
 //   and written once, with one send (or sendfile per file range), before the loop waits again
@@ -16,6 +19,8 @@
 //   unsent bytes), all bounded by close_linger.
 // - A closed connection unwatches at once, is moved to the loop's retired list, and its session
 //   hears on_close after the current batch; it is never destroyed inside its own callback.
+// - Compact: the loop and the options are reached through the ConnectionSet (held once there),
+//   the close reason is the core's int code, the flags share the core's word.
 #pragma once
 
 #include <chrono>
@@ -28,16 +33,13 @@
 #include "reactor/loop.hpp"
 #include "reactor/outbox.hpp"
 #include "reactor/session.hpp"
+#include "reactor/stream_core.hpp"
 
 namespace reactor {
 
-struct ConnectionOptions {
-  std::size_t high_water = 1u << 20;               // pause reading above this much pending output
-  std::size_t low_water = 256u << 10;              // resume below this
-  std::size_t max_outbox = 0;                      // 0: backpressure; else drop the peer above it
-  std::size_t max_input = 1u << 20;                // unconsumed input allowed before closing
-  std::chrono::milliseconds idle_timeout{0};       // 0: none
-  std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
+// The stream limits (StreamLimits: water marks, max_outbox, max_input, idle_timeout,
+// close_linger) and what the epoll driver adds.
+struct ConnectionOptions : StreamLimits {
   Hub* hub = nullptr;  // if set, a closed peer is forgotten there after its on_close
   // If set, its last_words go to a peer dropped as idle or over max_input (when nothing of ours
   // is pending, so they cannot land inside a half-sent reply).
@@ -52,8 +54,8 @@ struct ConnectionCounters {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t messages_too_large = 0;
-  std::uint64_t read_pauses = 0;  // times backpressure stopped reading
-  std::uint64_t writes = 0;       // output syscalls (send, sendfile)
+  std::uint64_t read_pauses = 0;     // times backpressure stopped reading
+  std::uint64_t writes = 0;          // output syscalls (send, sendfile)
   std::uint64_t session_errors = 0;  // connections lost to a throwing session
 };
 
@@ -73,7 +75,7 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   using Peer::send;
   void close() override;
   void shutdown_write() override;
-  std::size_t buffered() const noexcept override { return output_.size(); }
+  std::size_t buffered() const noexcept override { return core_.outbox().size(); }
   std::string remote() const override;
   std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) override;
   TimerId start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period) override;
@@ -82,7 +84,7 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   // Closes now, discarding pending output; the session hears on_close(reason).
   void abort(std::error_code reason);
   bool is_open() const noexcept { return fd_.get() >= 0; }
-  bool reading_paused() const noexcept { return (state_ & kReadPaused) != 0; }
+  bool reading_paused() const noexcept { return core_.reading_paused(); }
   int fd() const noexcept { return fd_.get(); }
 
   void on_events(std::uint32_t events) override;
@@ -96,22 +98,23 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
 
  private:
   friend class ConnectionSet;
-  enum State : std::uint16_t {
-    kReadPaused = 1,      // backpressure
-    kPeerEof = 2,         // read side finished
-    kCloseWanted = 4,     // close once output drains
-    kShutdownWanted = 8,  // shutdown(SHUT_WR) once output drains
-    kWriteShut = 16,
-    kWatchingOut = 32,
-    kMessages = 64,  // SEQPACKET: keep message boundaries
-    kWatchingIn = 128,
-    kClosing = 256,    // close() called: the close_linger clock runs
-    kLingering = 512,  // FIN sent; discarding input until the peer closes or has our data
+  enum DriverBit : std::uint8_t {  // in the core's flag word
+    kWatchingIn = 1,
+    kWatchingOut = 2,
+    kMessages = 4,  // SEQPACKET: keep message boundaries
   };
 
+  Loop& loop() const noexcept;
+  const ConnectionOptions& options() const noexcept;
+  bool has(DriverBit bit) const noexcept { return (core_.driver_bits() & bit) != 0; }
   template <class F>
   bool guarded(F&& call);  // runs a session callback; a throw closes with session_failed
   void session_threw(const char* what);
+  // Does what the core answered (mostly nothing: no call then).
+  void act(StreamCore::Next next) {
+    if (next != StreamCore::Next::nothing) carry_out(next);
+  }
+  void carry_out(StreamCore::Next next);
   void write_out();
   void on_session_timer(TimerId id);
   bool forget_session_timer(TimerId id) noexcept;
@@ -121,36 +124,28 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   void read_stream();
   void read_message();
   void handle_peer_eof();
-  void finish_close();
   void discard_input();
   void on_close_tick();
   void deliver(std::span<const std::byte> bytes, bool from_input_buffer);
   void handle_writable();
-  void flush_done();
   bool send_message_now(std::span<const std::byte> bytes);
   void update_interest();
   void close_now(std::error_code reason);
   void arm_idle_timer();
   void on_idle_timer();
-  void note_activity() noexcept { last_activity_ = loop_.now(); }
+  void note_activity() noexcept { core_.note_activity(loop().now()); }
 
-  Loop& loop_;
+  std::uint32_t index_ = 0;  // position in owner_
   ConnectionSet& owner_;
   std::unique_ptr<Session> session_;
-  const ConnectionOptions& options_;
-  Buffer input_;
-  Outbox output_;  // in message mode: [u32 length][bytes] records in output_.bytes()
+  StreamCore core_;  // in message mode: [u32 length][bytes] records in its outbox's bytes()
+  std::uint16_t options_index_ = 0;  // in owner_'s table
+  Transport transport_;
+  Fd fd_;
   TimerId first_timer_ = kNoTimer;                     // armed by the session: the first
   std::unique_ptr<std::vector<TimerId>> more_timers_;  // ... and any others
-  Loop::Clock::time_point last_activity_;
   WatchId watch_ = kNoWatch;
-  TimerId idle_timer_ = kNoTimer;
-  std::error_code close_reason_;
-  std::uint32_t index_ = 0;  // position in owner_
-  Fd fd_;
-  std::uint16_t state_ = 0;
-  std::uint16_t close_ticks_ = 0;  // close_tick periods since close()
-  Transport transport_;
+  TimerId idle_timer_ = kNoTimer;  // the idle deadline; once closing, the close tick
 };
 
 // Owns the live connections of one server; a closing connection leaves it for the loop's
@@ -175,10 +170,24 @@ class ConnectionSet {
  private:
   friend class Connection;
   void retire(Connection& c);
+  std::uint16_t options_index(const ConnectionOptions& options) {
+    if (!options_.empty() && options_[0] == &options) return 0;  // one server, one options
+    return add_options(options);
+  }
+  std::uint16_t add_options(const ConnectionOptions& options);
 
   Loop& loop_;
   std::vector<std::unique_ptr<Connection>> live_;
+  std::vector<const ConnectionOptions*> options_;  // the distinct options of live connections
   ConnectionCounters counters_;
 };
+
+inline Loop& Connection::loop() const noexcept {
+  return owner_.loop_;
+}
+
+inline const ConnectionOptions& Connection::options() const noexcept {
+  return *owner_.options_[options_index_];
+}
 
 }  // namespace reactor

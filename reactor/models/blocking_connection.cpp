@@ -85,10 +85,10 @@ BlockingConnection::BlockingConnection(Fd socket, std::string remote, const Bloc
       counters_(counters),
       wakeable_(wakeable),
       remote_(std::move(remote)),
-      socket_(std::move(socket)) {
+      socket_(std::move(socket)),
+      core_(Clock::now()) {
   if (wakeable_ && limits_.wait_mask == nullptr) {
-    dropped_ = true;  // serve() runs on_open, then closes with this reason at once
-    drop_reason_ = errno_code(EINVAL);
+    core_.set_closed(errno_code(EINVAL));  // serve() runs on_open, then closes with this reason
   }
 }
 
@@ -99,7 +99,7 @@ std::error_code BlockingConnection::serve(Session& session,
   owner_thread_ = ::pthread_self();
   owner_.store(std::this_thread::get_id(), std::memory_order_release);
   session_ = &session;
-  last_activity_ = Clock::now();
+  note_activity();
   guarded([&] { session.on_open(*this); });
 
   pollfd few[4];
@@ -172,13 +172,15 @@ std::error_code BlockingConnection::serve(Session& session,
   }
 
   if (!reason) linger();
-  if ((reason == Errc::idle_timeout || reason == Errc::input_too_large) &&
-      limits_.protocol != nullptr && buffered() == 0) {
-    say_last_words(reason);
+  if (limits_.protocol != nullptr && StreamCore::is_drop(reason)) {
+    bool last_words = false;
+    {
+      std::lock_guard lock(mutex_);
+      last_words = core_.says_last_words(reason);
+    }
+    if (last_words) say_last_words(reason);
   }
-  const bool dropped =
-      reason == Errc::idle_timeout || reason == Errc::input_too_large || reason == Errc::too_slow;
-  if (dropped && log_enabled(LogLevel::info)) {
+  if (StreamCore::is_drop(reason) && log_enabled(LogLevel::info)) {
     log(LogLevel::info, "%s: dropped: %s", remote().c_str(), reason.message().c_str());
   }
   close_socket();
@@ -230,54 +232,56 @@ void BlockingConnection::waited() {
 
 std::optional<std::error_code> BlockingConnection::due_close(Clock::time_point now) {
   std::lock_guard lock(mutex_);
-  if (dropped_) return drop_reason_;
-  if (outbox_.empty()) {
-    if (close_wanted_ || stopping_ || hung_up_) return std::error_code();
-    if (shutdown_wanted_ && !write_shut_) {
-      ::shutdown(socket_.get(), SHUT_WR);
-      write_shut_ = true;
+  core_.note_activity(read_at_);
+  if (core_.closed()) return core_.reason();
+  if (core_.outbox().empty()) {
+    if (stopping_ || hung_up_) return std::error_code();
+    using Next = StreamCore::Next;
+    switch (core_.flushed()) {
+      case Next::close:
+      case Next::linger:  // serve() lingers once out of its loop
+      case Next::shutdown_close:
+        return std::error_code();
+      case Next::shutdown:
+        ::shutdown(socket_.get(), SHUT_WR);
+        break;
+      case Next::nothing:
+        break;
     }
-    if (write_shut_ && peer_eof_) return std::error_code();
-  } else {
-    if (stopping_ && now >= stop_deadline_) return make_error_code(Errc::shutting_down);
-    if (close_wanted_ && now >= close_deadline_) return errno_code(ETIMEDOUT);
+    if (core_.done()) return std::error_code();
+  } else if (stopping_ && now >= stop_deadline_) {
+    return make_error_code(Errc::shutting_down);
   }
-  if (limits_.idle_timeout.count() > 0 && !close_wanted_ && !stopping_ &&
-      now - last_activity_ >= limits_.idle_timeout) {
-    return make_error_code(Errc::idle_timeout);
+  // A close that did not finish in close_linger; an idle peer (not while the server stops).
+  if (core_.closing() || !stopping_) {
+    if (auto ec = core_.expired(now, limits_)) return ec;
   }
   return std::nullopt;
 }
 
 bool BlockingConnection::want_read(std::size_t& pending) {
-  {
-    std::lock_guard lock(mutex_);
-    pending = outbox_.size();
-    if (close_wanted_ || stopping_ || dropped_ || peer_eof_) return false;
-  }
-  if (limits_.max_outbox == 0) {
-    if (pending > limits_.high_water) {
-      read_paused_ = true;
-    } else if (read_paused_ && pending <= limits_.low_water) {
-      read_paused_ = false;
-    }
-  }
-  return !read_paused_;
+  std::lock_guard lock(mutex_);
+  pending = core_.outbox().size();
+  core_.update_backpressure(limits_);
+  return !stopping_ && core_.wants_input();
 }
 
 int BlockingConnection::poll_timeout_ms(Clock::time_point now) const {
   auto deadline = timers_ ? timers_->next_deadline() : Clock::time_point::max();
   std::lock_guard lock(mutex_);
   if (stopping_) deadline = std::min(deadline, stop_deadline_);
-  if (close_wanted_) deadline = std::min(deadline, close_deadline_);
-  if (limits_.idle_timeout.count() > 0 && !close_wanted_ && !stopping_) {
-    deadline = std::min(deadline, last_activity_ + limits_.idle_timeout);
-  }
+  if (core_.closing() || !stopping_) deadline = std::min(deadline, core_.deadline(limits_));
   return deadline == Clock::time_point::max() ? -1 : ms_until(now, deadline);
 }
 
+// The owner's reads note their time here without the mutex; due_close() hands it to the core.
+void BlockingConnection::note_activity() {
+  read_at_ = Clock::now();
+}
+
 BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
-  if (input_.empty()) {
+  Buffer& input = core_.input();
+  if (input.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
     // straight from there; only what it leaves unconsumed is copied to the heap. The first read
     // (tried before any wait) takes a small buffer: for a client that has sent nothing yet it
@@ -285,11 +289,11 @@ BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
     return has_read_ ? read_onto_stack<Buffer::kSpillSize>(session)
                      : read_onto_stack<kFirstRead>(session);
   }
-  const ssize_t n = input_.read_from(socket_.get());
+  const ssize_t n = input.read_from(socket_.get());
   if (n > 0) {
     counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    last_activity_ = Clock::now();
-    present(session, input_.readable(), true);
+    note_activity();
+    present(session, input.readable(), true);
     return ReadResult::data;
   }
   return read_ended(session, n);
@@ -302,7 +306,7 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
   if (n > 0) {
     has_read_ = true;
     counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    last_activity_ = Clock::now();
+    note_activity();
     present(session, {stack, static_cast<std::size_t>(n)}, false);
     return ReadResult::data;
   }
@@ -318,7 +322,7 @@ BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, 
   }
   {
     std::lock_guard lock(mutex_);
-    peer_eof_ = true;
+    core_.peer_finished();
   }
   guarded([&] { session.on_eof(*this); });
   return ReadResult::eof;
@@ -328,14 +332,7 @@ void BlockingConnection::present(Session& session, std::span<const std::byte> by
                                  bool from_input) {
   std::size_t consumed = 0;
   if (!guarded([&] { consumed = session.on_data(*this, bytes); })) return;
-  if (consumed > bytes.size()) consumed = bytes.size();
-  if (from_input) {
-    input_.consume(consumed);
-  } else if (consumed < bytes.size() && !input_.append(bytes.subspan(consumed))) {
-    fail(errno_code(ENOMEM));
-    return;
-  }
-  if (input_.size() > limits_.max_input) fail(Errc::input_too_large);
+  if (auto ec = core_.keep_leftover(bytes, consumed, from_input, limits_)) fail(ec);
 }
 
 void BlockingConnection::send(std::span<const std::byte> bytes) {
@@ -352,7 +349,7 @@ void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source
   bool wake_owner = false;
   {
     std::lock_guard lock(mutex_);
-    if (!socket_ || dropped_ || close_wanted_ || shutdown_wanted_ || write_shut_) return;
+    if (!socket_ || !core_.accepts_output()) return;
     wake_owner = enqueue_locked(bytes, source) && source == Source::other;
   }
   if (wake_owner) wake();
@@ -364,7 +361,8 @@ void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source
 
 // Returns true when the owner thread must look: output was queued for it or the peer dropped.
 bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source source) {
-  if (outbox_.empty() && source == Source::other) {
+  Outbox& outbox = core_.outbox();
+  if (outbox.empty() && source == Source::other) {
     // Writes go out at once when the socket takes them; only the rest is queued. Deliveries
     // from other threads (Hub) do the same, under the mutex and without blocking: the kernel
     // buffer then absorbs a burst as it does under epoll, so a reader that keeps up is not
@@ -377,7 +375,7 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
     }
     if (n > 0) {
       counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      last_activity_ = Clock::now();
+      core_.note_activity(Clock::now());
       bytes = bytes.subspan(static_cast<std::size_t>(n));
     }
     if (bytes.empty()) return false;
@@ -387,12 +385,12 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
     limit =
         source == Source::own ? std::numeric_limits<std::size_t>::max() : limits_.delivery_limit;
   }
-  bool was_empty = outbox_.empty();  // else the owner already has output to wait for
-  if (bytes.size() > limit - outbox_.size()) {
+  bool was_empty = outbox.empty();  // else the owner already has output to wait for
+  if (bytes.size() > limit - outbox.size()) {
     drop_locked(Errc::too_slow);
     return true;
   }
-  if (!outbox_.append(bytes)) {
+  if (!outbox.append(bytes)) {
     drop_locked(errno_code(ENOMEM));
     return true;
   }
@@ -402,9 +400,8 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
 void BlockingConnection::close() {
   {
     std::lock_guard lock(mutex_);
-    if (!socket_ || close_wanted_ || dropped_) return;
-    close_wanted_ = true;
-    close_deadline_ = Clock::now() + limits_.close_linger;
+    if (!socket_ || core_.closed() || core_.close_wanted()) return;
+    core_.close(Clock::now(), limits_);  // what to do next, due_close() asks on the owner
   }
   if (std::this_thread::get_id() != owner_id()) wake();
 }
@@ -412,22 +409,24 @@ void BlockingConnection::close() {
 void BlockingConnection::shutdown_write() {
   {
     std::lock_guard lock(mutex_);
-    if (!socket_ || shutdown_wanted_ || write_shut_ || close_wanted_ || dropped_) return;
-    shutdown_wanted_ = true;
+    if (!socket_ || !core_.accepts_output()) return;
+    // Nothing pending: FIN now (under the mutex, as drop's shutdown); the owner closes once the
+    // peer's EOF has come too. Else the owner's flush leads there (due_close).
+    if (core_.shutdown_write() != StreamCore::Next::nothing) ::shutdown(socket_.get(), SHUT_WR);
   }
   if (std::this_thread::get_id() != owner_id()) wake();
 }
 
 std::size_t BlockingConnection::buffered() const {
   std::lock_guard lock(mutex_);
-  return outbox_.size();
+  return core_.outbox().size();
 }
 
 void BlockingConnection::drop(std::error_code reason) {
   bool own = std::this_thread::get_id() == owner_id();
   {
     std::lock_guard lock(mutex_);
-    if (!socket_ || dropped_) return;
+    if (!socket_ || core_.closed()) return;
     drop_locked(reason);
     // Unblocks a peer that waits on us, even if the owner is slow to wake.
     if (!own) ::shutdown(socket_.get(), SHUT_RDWR);
@@ -451,18 +450,15 @@ void BlockingConnection::fail(std::error_code reason) {
 }
 
 void BlockingConnection::drop_locked(std::error_code reason) {
-  if (dropped_) return;
-  dropped_ = true;
-  drop_reason_ = reason;
-  outbox_.clear();
+  if (core_.set_closed(reason)) core_.outbox().clear();
 }
 
 void BlockingConnection::flush() {
   std::lock_guard lock(mutex_);
-  if (!socket_ || outbox_.empty()) return;
+  if (!socket_ || core_.outbox().empty()) return;
   // One pass writes until the socket is full (or a budget is spent); POLLOUT brings us back.
   std::uint64_t writes = 0;
-  ssize_t n = outbox_.write_to(socket_.get(), writes);
+  ssize_t n = core_.outbox().write_to(socket_.get(), writes);
   counters_.writes.fetch_add(writes, std::memory_order_relaxed);
   if (n < 0) {
     drop_locked(last_errno());
@@ -470,18 +466,26 @@ void BlockingConnection::flush() {
   }
   if (n > 0) {
     counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    last_activity_ = Clock::now();
+    core_.note_activity(Clock::now());
   }
 }
 
 // A graceful close must not lose output the kernel already took: with unread input, close()
 // answers with RST and drops our unacknowledged bytes. So unless the peer already finished or
 // has everything, send FIN and discard its input until it closes or has our data, bounded by
-// close_linger (and cut short when the model drops us at its shutdown deadline).
+// close_linger since close() (or since now, for a stop or hang-up), and cut short when the model
+// drops us at its shutdown deadline.
 void BlockingConnection::linger() {
-  if (peer_eof_ || unacknowledged_bytes(socket_.get()) == 0) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (core_.peer_eof()) return;
+  }
+  if (unacknowledged_bytes(socket_.get()) == 0) return;
   ::shutdown(socket_.get(), SHUT_WR);
-  auto deadline = Clock::now() + limits_.close_linger;
+  {
+    std::lock_guard lock(mutex_);
+    core_.lingered(Clock::now(), limits_);
+  }
   std::byte sink[Buffer::kSpillSize];
   for (;;) {
     pollfd p{socket_.get(), POLLIN, 0};
@@ -491,9 +495,9 @@ void BlockingConnection::linger() {
       ssize_t n = ::recv(socket_.get(), sink, sizeof(sink), 0);
       if (n == 0 || (n < 0 && !would_block(errno))) return;
     }
-    if (unacknowledged_bytes(socket_.get()) == 0 || Clock::now() >= deadline) return;
+    if (unacknowledged_bytes(socket_.get()) == 0) return;
     std::lock_guard lock(mutex_);
-    if (dropped_) return;
+    if (core_.closed() || core_.expired(Clock::now(), limits_)) return;
   }
 }
 
@@ -501,9 +505,9 @@ void BlockingConnection::close_socket() {
   {
     std::lock_guard lock(mutex_);
     socket_.reset();
-    outbox_.clear();
+    core_.outbox().clear();
   }
-  input_.clear();
+  core_.input().clear();
 }
 
 // The owner is alive while anyone may call this (its model and the Hub let go of the connection
@@ -540,10 +544,8 @@ std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std:
   const bool own = std::this_thread::get_id() == owner_id();
   {
     std::lock_guard lock(mutex_);
-    if (!socket_ || dropped_ || close_wanted_ || shutdown_wanted_ || write_shut_) {
-      return errno_code(EPIPE);
-    }
-    if (auto ec = outbox_.append_file(fd, offset, length)) return ec;
+    if (!socket_ || !core_.accepts_output()) return errno_code(EPIPE);
+    if (auto ec = core_.outbox().append_file(fd, offset, length)) return ec;
   }
   if (own) {
     unflushed_ = true;
@@ -589,18 +591,11 @@ void BlockingConnection::run_timers(Clock::time_point now) {
 
 template <class F>
 bool BlockingConnection::guarded(F&& call) {
-  const char* what = nullptr;
-  std::string text;
-  try {
-    call();
+  if (StreamCore::guard(call, [&](const char* what) {
+        log(LogLevel::warn, "%s: the protocol handler threw: %s; closing", remote().c_str(), what);
+      })) {
     return true;
-  } catch (const std::exception& e) {
-    text = e.what();
-    what = text.c_str();
-  } catch (...) {
-    what = "an exception that is not a std::exception";
   }
-  log(LogLevel::warn, "%s: the protocol handler threw: %s; closing", remote().c_str(), what);
   fail(Errc::session_failed);
   return false;
 }

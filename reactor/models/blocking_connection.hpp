@@ -1,5 +1,8 @@
 // BlockingConnection: one accepted stream socket driven by one thread (thread model) or one
-// process (fork model), presenting itself to its Session as a Peer.
+// process (fork model), presenting itself to its Session as a Peer. The stream policy (leftover
+// input and max_input, water marks or max_outbox drop, close / shutdown_write / lingering close,
+// idle deadline) is the StreamCore's, as under epoll; this is its blocking driver: poll/ppoll,
+// the syscalls, and the cross-thread delivery and wake-up of the thread model.
 //
 // The owning thread sits in serve(): it reads, calls the session, flushes the outbox, and waits
 // in poll() on the socket and any side channels (the fork child's relay and signals) only when
@@ -40,18 +43,15 @@
 #include "reactor/fd.hpp"
 #include "reactor/outbox.hpp"
 #include "reactor/session.hpp"
+#include "reactor/stream_core.hpp"
 #include "reactor/timers.hpp"
 
 namespace reactor {
 
-struct BlockingLimits {
-  std::size_t max_outbox = 0;                      // Protocol::max_outbox(); 0: see below
-  std::size_t delivery_limit = 4u << 20;           // max_outbox 0: bound on output queued by others
-  std::size_t high_water = 1u << 20;               // max_outbox 0: stop reading above this
-  std::size_t low_water = 256u << 10;              // ... and resume below this
-  std::size_t max_input = 1u << 20;                // Protocol::max_input()
-  std::chrono::milliseconds idle_timeout{0};       // 0: none
-  std::chrono::milliseconds close_linger{10'000};  // bound on flushing after close()
+// The stream limits (StreamLimits: max_outbox from Protocol::max_outbox(), water marks used
+// when it is 0, max_input, idle_timeout, close_linger) and what the blocking driver adds.
+struct BlockingLimits : StreamLimits {
+  std::size_t delivery_limit = 4u << 20;  // max_outbox 0: bound on output queued by others
   const Protocol* protocol = nullptr;   // its last_words go to a peer dropped as idle / over input
   const sigset_t* wait_mask = nullptr;  // wakeable connections: WakeSignal::wait_mask()
 };
@@ -162,6 +162,7 @@ class BlockingConnection final : public Peer {
   // Whether to read; `pending`: the output queued.
   bool want_read(std::size_t& pending);
   int poll_timeout_ms(Clock::time_point now) const;
+  void note_activity();  // a read brought bytes
   template <class F>
   bool guarded(F&& call);
   void run_timers(Clock::time_point now);
@@ -183,31 +184,24 @@ class BlockingConnection final : public Peer {
   pthread_t owner_thread_{};              // written before owner_, read after it: for wake()
 
   // Owner thread only.
-  Buffer input_;
   Session* session_ = nullptr;          // while serve() runs
   std::unique_ptr<TimerQueue> timers_;  // session timers, made on first use
   bool unflushed_ = false;              // the session queued output since the last flush
-  Clock::time_point last_activity_{};
-  bool read_paused_ = false;
+  Clock::time_point read_at_{};         // the last read that brought bytes (see note_activity)
   bool hung_up_ = false;
   bool has_read_ = false;           // a read brought bytes
   unsigned speculative_reads_ = 0;  // in a row without waiting, bounded (side channels, fairness)
   unsigned speculation_skip_ = 0;   // waits to go before the next speculative read
   unsigned speculation_backoff_ = 0;
 
-  // Guarded by mutex_: the outbox, the socket's life, and requests from other threads.
+  // Guarded by mutex_: the core (except its input, the owner's alone), the socket's life, and
+  // requests from other threads. The core is closed (with the reason) once the connection is
+  // dropped: it then closes as soon as the owner looks.
   mutable std::mutex mutex_;
   mutable std::string remote_;  // looked up when first asked if not given
   Fd socket_;
-  Outbox outbox_;
-  std::error_code drop_reason_;
-  bool dropped_ = false;
-  bool close_wanted_ = false;
-  bool shutdown_wanted_ = false;
-  bool write_shut_ = false;
+  StreamCore core_;
   bool stopping_ = false;
-  bool peer_eof_ = false;
-  Clock::time_point close_deadline_ = Clock::time_point::max();
   Clock::time_point stop_deadline_ = Clock::time_point::max();
 };
 
