@@ -61,6 +61,7 @@ class Loop::Wakeup final : public Watcher {
  public:
   explicit Wakeup(Loop& loop, Fd fd) : loop_(loop), fd_(std::move(fd)) {}
   int fd() const { return fd_.get(); }
+  int release() noexcept { return fd_.release(); }
   void notify() noexcept {
     std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof(one));  // EAGAIN: already set
@@ -81,11 +82,19 @@ class Loop::SignalWatcher final : public Watcher {
   SignalWatcher(Fd fd, SignalHandler handler, void* context)
       : fd_(std::move(fd)), handler_(handler), context_(context) {}
   int fd() const { return fd_.get(); }
+  int release() noexcept { return fd_.release(); }
   WatchId id = kNoWatch;
   void on_events(std::uint32_t) override {
-    signalfd_siginfo info;
-    while (::read(fd_.get(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-      handler_(static_cast<int>(info.ssi_signo), context_);
+    // Several at once; a short read means none is left (no second read to learn EAGAIN).
+    signalfd_siginfo infos[8];
+    for (;;) {
+      ssize_t n = ::read(fd_.get(), infos, sizeof(infos));
+      if (n < static_cast<ssize_t>(sizeof(infos[0]))) return;
+      const auto count = static_cast<std::size_t>(n) / sizeof(infos[0]);
+      for (std::size_t i = 0; i < count; ++i) {
+        handler_(static_cast<int>(infos[i].ssi_signo), context_);
+      }
+      if (count < std::size(infos)) return;
     }
   }
 
@@ -397,6 +406,12 @@ std::error_code Loop::handle_signals(std::initializer_list<int> signals, SignalH
   watcher->id = *id;
   signals_ = std::move(watcher);
   return {};
+}
+
+void Loop::release_after_fork(std::vector<int>& out) {
+  if (epoll_) out.push_back(epoll_.release());
+  if (wakeup_ && wakeup_->fd() >= 0) out.push_back(wakeup_->release());
+  if (signals_ && signals_->fd() >= 0) out.push_back(signals_->release());
 }
 
 std::error_code block_signals(std::initializer_list<int> signals) {

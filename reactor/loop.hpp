@@ -133,6 +133,12 @@ class Loop {
   std::error_code handle_signals(std::initializer_list<int> signals, SignalHandler handler,
                                  void* context);
 
+  // In a process forked from the loop's thread that never runs the loop (a fork-per-connection
+  // child): gives up the loop's own descriptors (epoll, wake-up, signals) to the caller, who
+  // closes them (appended to `out`), with no epoll_ctl (the interest list is the parent's too)
+  // and no watcher told. Afterwards the loop may only be destroyed.
+  void release_after_fork(std::vector<int>& out);
+
   // Hands `object` to the loop for finalize + destroy after the current batch.
   void retire(std::unique_ptr<Retired> object);
   // Finalizes and destroys retired objects now. For owners tearing down (a server's
