@@ -61,14 +61,6 @@ void Acceptor::stop() {
   listener_.reset();
 }
 
-void Acceptor::release_after_fork(std::vector<int>& out) {
-  // The watch and the timer stay registered in our copy of the loop, which never runs again.
-  watch_ = kNoWatch;
-  resume_timer_ = kNoTimer;
-  if (listener_) out.push_back(listener_.release());
-  if (reserve_) out.push_back(reserve_.release());
-}
-
 Result<Address> Acceptor::local_address() const {
   return reactor::local_address(listener_.get(), transport_);
 }

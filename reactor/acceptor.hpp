@@ -4,10 +4,10 @@
 // model: the epoll servers', and the fork and thread parents' (their loops run nothing else hot).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <vector>
 
 #include "reactor/address.hpp"
 #include "reactor/fd.hpp"
@@ -72,11 +72,11 @@ class Acceptor final : public Watcher {
   // A wake-up this soon after the previous one ended found the listener ready without sleeping.
   static constexpr std::chrono::microseconds kBacklogGap{20};
 
-  // In a process forked from the loop's thread that never runs the loop: gives up the listening
-  // and reserve descriptors to the caller, who closes them (appended to `out`), without
-  // unwatching (the epoll interest list is the parent's too) or unlinking the socket file (the
-  // parent's). Inert afterwards.
-  void release_after_fork(std::vector<int>& out);
+  // The listening and reserve descriptors (-1 for none), for a process forked from the loop's
+  // thread that never runs the loop and closes them itself: not unwatched (the epoll interest
+  // list is the parent's too), the socket file left to the parent, nothing written (no
+  // copy-on-write fault).
+  std::array<int, 2> own_descriptors() const noexcept { return {listener_.get(), reserve_.get()}; }
   Result<Address> local_address() const;
   const AcceptorStats& stats() const noexcept { return stats_; }
 

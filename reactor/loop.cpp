@@ -61,7 +61,6 @@ class Loop::Wakeup final : public Watcher {
  public:
   explicit Wakeup(Loop& loop, Fd fd) : loop_(loop), fd_(std::move(fd)) {}
   int fd() const { return fd_.get(); }
-  int release() noexcept { return fd_.release(); }
   void notify() noexcept {
     std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof(one));  // EAGAIN: already set
@@ -82,7 +81,6 @@ class Loop::SignalWatcher final : public Watcher {
   SignalWatcher(Fd fd, SignalHandler handler, void* context)
       : fd_(std::move(fd)), handler_(handler), context_(context) {}
   int fd() const { return fd_.get(); }
-  int release() noexcept { return fd_.release(); }
   WatchId id = kNoWatch;
   void on_events(std::uint32_t) override {
     // Several at once; a short read means none is left (no second read to learn EAGAIN).
@@ -408,10 +406,8 @@ std::error_code Loop::handle_signals(std::initializer_list<int> signals, SignalH
   return {};
 }
 
-void Loop::release_after_fork(std::vector<int>& out) {
-  if (epoll_) out.push_back(epoll_.release());
-  if (wakeup_ && wakeup_->fd() >= 0) out.push_back(wakeup_->release());
-  if (signals_ && signals_->fd() >= 0) out.push_back(signals_->release());
+std::array<int, 3> Loop::own_descriptors() const noexcept {
+  return {epoll_.get(), wakeup_ ? wakeup_->fd() : -1, signals_ ? signals_->fd() : -1};
 }
 
 std::error_code block_signals(std::initializer_list<int> signals) {

@@ -57,21 +57,41 @@ class StopOnSignal final : public SideChannel {
   std::chrono::milliseconds grace_;
 };
 
-// Closes `fds` (none of them shared with what the caller keeps): one close_range per run of
-// consecutive numbers. The parent's descriptors are mostly made one after the other at start-up
-// (loop, listeners, reserves, signalfd), so a child usually closes them all in one call.
-void close_all(std::vector<int>& fds) noexcept {
-  std::sort(fds.begin(), fds.end());
-  for (std::size_t i = 0; i < fds.size();) {
-    std::size_t j = i + 1;
-    while (j < fds.size() && fds[j] == fds[j - 1] + 1) ++j;
-    if (j - i == 1 ||
-        ::close_range(static_cast<unsigned>(fds[i]), static_cast<unsigned>(fds[j - 1]), 0) != 0) {
-      for (std::size_t k = i; k < j; ++k) ::close(fds[k]);
-    }
-    i = j;
+// Closes descriptors a forked child got from its parent and does not use: sorted, then one
+// close_range per run of consecutive numbers. The parent's own descriptors are mostly made one
+// after the other at start-up (loop, listeners, reserves, signalfd), so a child usually closes
+// them all in one call. On the stack: a child writes as few pages as it can (copy-on-write).
+class ParentDescriptors {
+ public:
+  ParentDescriptors() = default;
+  ParentDescriptors(const ParentDescriptors&) = delete;
+  ParentDescriptors& operator=(const ParentDescriptors&) = delete;
+  ~ParentDescriptors() { close_all(); }
+
+  void add(int fd) noexcept {
+    if (fd < 0) return;
+    if (count_ == kCapacity) close_all();
+    fds_[count_++] = fd;
   }
-}
+  void close_all() noexcept {
+    std::sort(fds_, fds_ + count_);
+    for (std::size_t i = 0; i < count_;) {
+      std::size_t j = i + 1;
+      while (j < count_ && fds_[j] == fds_[j - 1] + 1) ++j;
+      if (j - i == 1 || ::close_range(static_cast<unsigned>(fds_[i]),
+                                      static_cast<unsigned>(fds_[j - 1]), 0) != 0) {
+        for (std::size_t k = i; k < j; ++k) ::close(fds_[k]);
+      }
+      i = j;
+    }
+    count_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kCapacity = 256;
+  int fds_[kCapacity];
+  std::size_t count_ = 0;
+};
 
 // Without a relay (a protocol that does not use the Hub) a child reports through its exit status
 // and these counters, in one page shared by the parent and every child: what textbook
@@ -148,7 +168,7 @@ struct ForkModel::State {
   }
 
   void spawn(Fd client, const Address& peer);
-  [[noreturn]] void run_child(Fd client, Fd relay, const Address& peer, std::string remote);
+  [[noreturn]] void run_child(Fd client, Fd relay, std::string remote);
   [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
                                  RelayClient* relay);
   void on_relay(Child& child, std::uint32_t events);
@@ -203,7 +223,9 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   }
   if (transport == Transport::tcp) set_no_delay(client.get(), true);
   Fd parent_end, child_end;
-  std::string remote;  // the parent needs it only for the relay; else the child makes it
+  // Made here, not in the child: every page the child touches first (heap or code: inet_ntop,
+  // printf) is a page fault there.
+  std::string remote = peer.to_string();
   if (relayed()) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
@@ -217,15 +239,14 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
       shed.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    remote = peer.to_string();
   }
 
   pid_t pid = ::fork();
   if (pid < 0) {
     shed.fetch_add(1, std::memory_order_relaxed);  // EAGAIN/ENOMEM: out of processes
     if (!out_of_processes) {
-      log(LogLevel::warn, "cannot fork for %s (%s); refusing connections briefly",
-          peer.to_string().c_str(), std::strerror(errno));
+      log(LogLevel::warn, "cannot fork for %s (%s); refusing connections briefly", remote.c_str(),
+          std::strerror(errno));
     }
     out_of_processes = true;
     for (auto& listener : listeners) listener->acceptor.pause(std::chrono::milliseconds(100));
@@ -234,7 +255,7 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   out_of_processes = false;
   if (pid == 0) {
     parent_end.reset();
-    run_child(std::move(client), std::move(child_end), peer, std::move(remote));
+    run_child(std::move(client), std::move(child_end), std::move(remote));
   }
   child_end.reset();
   client.reset();
@@ -259,23 +280,24 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   }
 }
 
-void ForkModel::State::run_child(Fd client, Fd relay, const Address& peer, std::string remote) {
+void ForkModel::State::run_child(Fd client, Fd relay, std::string remote) {
   // Die with the parent (SIGTERM: a graceful stop) rather than serve on unsupervised.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent_pid) ::kill(::getpid(), SIGTERM);
 
   // Close what belongs to the parent: its loop's descriptors, the listeners and their reserves,
-  // the other children's relays. Nothing here runs the parent's destructors or touches its epoll
-  // interest list (shared with us): the descriptors are given up and closed, in one close_range
-  // per run of consecutive numbers; the memory is our copy and goes with _exit.
+  // the other children's relays. Nothing here runs the parent's destructors, writes to its
+  // objects or touches its epoll interest list (shared with us): the descriptors are read and
+  // closed; the objects are our copy and go with _exit.
   {
-    std::vector<int> parents;
-    loop->release_after_fork(parents);
-    for (auto& listener : listeners) listener->acceptor.release_after_fork(parents);
-    for (auto& other : children) {
-      if (other.member) other.member->release_after_fork(parents);
+    ParentDescriptors parents;
+    for (const int fd : loop->own_descriptors()) parents.add(fd);
+    for (const auto& listener : listeners) {
+      for (const int fd : listener->acceptor.own_descriptors()) parents.add(fd);
     }
-    close_all(parents);
+    for (const auto& other : children) {
+      if (other.member) parents.add(other.member->fd());
+    }
   }
   // The stop signals stay blocked (inherited) for our own signalfd; SIGCHLD goes back to how
   // the caller of run() had it.
@@ -285,7 +307,6 @@ void ForkModel::State::run_child(Fd client, Fd relay, const Address& peer, std::
     sigaddset(&chld, SIGCHLD);
     ::pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
   }
-  if (remote.empty()) remote = peer.to_string();
 
   BlockingCounters counters;
   BlockingConnection connection(std::move(client), std::move(remote), limits, counters, false);

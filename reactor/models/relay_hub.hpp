@@ -131,11 +131,7 @@ class RelayMember final : public Peer {
     loop_ = &loop;
     watch_ = id;
   }
-  // In a child forked from the parent: gives up the descriptor to the caller, who closes it
-  // (appended to `out`); nothing else of the member is touched (its memory is the parent's copy).
-  void release_after_fork(std::vector<int>& out) {
-    if (relay_) out.push_back(relay_.release());
-  }
+
   // Reads up to `max_frames` frames and carries out the complete messages against `hub`.
   // False when the child is gone (EOF, error, or a malformed message): forget it then.
   bool on_readable(LocalHub& hub, std::span<std::byte> scratch, std::size_t max_frames);
