@@ -16,6 +16,10 @@ namespace {
 Fd open_reserve() {
   return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
+// The loop's thread is the only writer: a plain load and store, no locked instruction.
+void bump(std::atomic<std::uint64_t>& counter) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
 }  // namespace
 
 Acceptor::Acceptor(Loop& loop, Fd listener, Transport transport, AcceptHandler& handler)
@@ -23,7 +27,14 @@ Acceptor::Acceptor(Loop& loop, Fd listener, Transport transport, AcceptHandler& 
       listener_(std::move(listener)),
       reserve_(open_reserve()),
       transport_(transport),
-      handler_(handler) {}
+      handler_(&handler) {}
+
+Acceptor::Acceptor(Loop& loop, Fd listener, Transport transport, PeerAcceptHandler& handler)
+    : loop_(loop),
+      listener_(std::move(listener)),
+      reserve_(open_reserve()),
+      transport_(transport),
+      peer_handler_(&handler) {}
 
 Acceptor::~Acceptor() {
   stop();
@@ -55,12 +66,35 @@ Result<Address> Acceptor::local_address() const {
 }
 
 void Acceptor::on_events(std::uint32_t) {
-  for (int i = 0; i < kMaxAcceptsPerWakeup && listener_; ++i) {
-    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int budget = kMaxAcceptsPerWakeup;
+  if (adaptive_ && loop_.now() - last_wakeup_end_ > kBacklogGap) budget = 1;
+  if (peer_handler_ != nullptr) {
+    accept_ready<true>(budget);
+  } else {
+    accept_ready<false>(budget);
+  }
+  if (adaptive_) last_wakeup_end_ = Loop::Clock::now();
+}
+
+template <bool kWithPeer>
+void Acceptor::accept_ready(int budget) {
+  for (int i = 0; i < budget; ++i) {
+    // The handler may have paused or stopped us (out of processes, shutting down).
+    if (!listener_ || resume_timer_ != kNoTimer) return;
+    sockaddr_storage peer;
+    socklen_t peer_length = sizeof(peer);
+    int fd = kWithPeer ? ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer),
+                                   &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC)
+                       : ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      ++stats_.accepted;
+      bump(stats_.accepted);
       in_exhaustion_burst_ = false;
-      handler_.on_accept(Fd(fd));
+      if constexpr (kWithPeer) {
+        peer_handler_->on_accept(Fd(fd), Address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer),
+                                                                peer_length, transport_));
+      } else {
+        handler_->on_accept(Fd(fd));
+      }
       continue;
     }
     switch (errno) {
@@ -76,8 +110,7 @@ void Acceptor::on_events(std::uint32_t) {
         continue;
       default:
         // ENOBUFS, ENOMEM and friends: back off rather than spin.
-        log(LogLevel::warn, "accept: %s; pausing the listener briefly",
-                     std::strerror(errno));
+        log(LogLevel::warn, "accept: %s; pausing the listener briefly", std::strerror(errno));
         pause_briefly();
         return;
     }
@@ -87,7 +120,7 @@ void Acceptor::on_events(std::uint32_t) {
 // Out of descriptors: free the reserved one, accept the surplus connection and close it at
 // once (the client sees a clean close rather than a hang), then take the reserve back.
 void Acceptor::shed_one() {
-  ++stats_.fd_exhaustion;
+  bump(stats_.fd_exhaustion);
   if (!in_exhaustion_burst_) {
     log(LogLevel::warn, "out of file descriptors (%s); shedding new connections until some close",
         std::strerror(errno));
@@ -96,21 +129,23 @@ void Acceptor::shed_one() {
   reserve_.reset();
   int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd >= 0) {
-    ++stats_.shed;
+    bump(stats_.shed);
     ::close(fd);
   }
   reserve_ = open_reserve();
   if (fd < 0 || !reserve_) pause_briefly();  // could not shed: wait instead of spinning
 }
 
-void Acceptor::pause_briefly() {
+void Acceptor::pause(std::chrono::milliseconds pause) {
   if (watch_ == kNoWatch || resume_timer_ != kNoTimer) return;
   loop_.modify(watch_, 0);
-  resume_timer_ = loop_.after(std::chrono::milliseconds(100), [this] {
-    resume_timer_ = kNoTimer;
-    if (!reserve_) reserve_ = open_reserve();
-    if (watch_ != kNoWatch) loop_.modify(watch_, EPOLLIN);
-  });
+  resume_timer_ = loop_.after(pause, [this] { resume(); });
+}
+
+void Acceptor::resume() {
+  resume_timer_ = kNoTimer;
+  if (!reserve_) reserve_ = open_reserve();
+  if (watch_ != kNoWatch) loop_.modify(watch_, EPOLLIN);
 }
 
 }  // namespace reactor

@@ -83,9 +83,16 @@ class Loop::SignalWatcher final : public Watcher {
   int fd() const { return fd_.get(); }
   WatchId id = kNoWatch;
   void on_events(std::uint32_t) override {
-    signalfd_siginfo info;
-    while (::read(fd_.get(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-      handler_(static_cast<int>(info.ssi_signo), context_);
+    // Several at once; a short read means none is left (no second read to learn EAGAIN).
+    signalfd_siginfo infos[8];
+    for (;;) {
+      ssize_t n = ::read(fd_.get(), infos, sizeof(infos));
+      if (n < static_cast<ssize_t>(sizeof(infos[0]))) return;
+      const auto count = static_cast<std::size_t>(n) / sizeof(infos[0]);
+      for (std::size_t i = 0; i < count; ++i) {
+        handler_(static_cast<int>(infos[i].ssi_signo), context_);
+      }
+      if (count < std::size(infos)) return;
     }
   }
 
@@ -397,6 +404,10 @@ std::error_code Loop::handle_signals(std::initializer_list<int> signals, SignalH
   watcher->id = *id;
   signals_ = std::move(watcher);
   return {};
+}
+
+std::array<int, 3> Loop::own_descriptors() const noexcept {
+  return {epoll_.get(), wakeup_ ? wakeup_->fd() : -1, signals_ ? signals_->fd() : -1};
 }
 
 std::error_code block_signals(std::initializer_list<int> signals) {

@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -132,6 +133,12 @@ class Loop {
   using SignalHandler = void (*)(int signo, void* context);
   std::error_code handle_signals(std::initializer_list<int> signals, SignalHandler handler,
                                  void* context);
+
+  // The descriptors the loop owns (epoll, wake-up, signals; -1 for none), for a process forked
+  // from the loop's thread that never runs the loop (a fork-per-connection child) and closes
+  // them itself: no epoll_ctl (the interest list is the parent's too), no watcher told, and
+  // nothing written to the loop (no copy-on-write fault). The loop must not be used afterwards.
+  std::array<int, 3> own_descriptors() const noexcept;
 
   // Hands `object` to the loop for finalize + destroy after the current batch.
   void retire(std::unique_ptr<Retired> object);

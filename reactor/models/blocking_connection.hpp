@@ -108,7 +108,7 @@ class BlockingConnection final : public Peer {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `socket` must be a connected, nonblocking stream socket (as BlockingListeners accepts them).
+  // `socket` must be a connected, nonblocking stream socket (as the Acceptor hands them over).
   // `remote`: the peer as a URL, or empty to look it up (getpeername) when first asked.
   // `wakeable`: other threads may queue output, drop() and stop() (thread model); the owner thread
   // must then keep WakeSignal::kSignal blocked and `limits.wait_mask` be set. Without it only the

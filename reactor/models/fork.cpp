@@ -1,13 +1,14 @@
 #include "reactor/models/fork.hpp"
 
-#include <poll.h>
-#include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -18,12 +19,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "reactor/acceptor.hpp"
 #include "reactor/error.hpp"
 #include "reactor/local_hub.hpp"
 #include "reactor/log.hpp"
+#include "reactor/loop.hpp"
 #include "reactor/models/blocking_connection.hpp"
-#include "reactor/models/blocking_listeners.hpp"
-#include "reactor/models/blocking_signals.hpp"
 #include "reactor/models/relay_hub.hpp"
 #include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
@@ -33,35 +34,63 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void signal_eventfd(int fd) noexcept {
-  std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof(one));
-}
-
-void drain_eventfd(int fd) noexcept {
-  std::uint64_t count;
-  [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof(count));
-}
-
-int ms_until(Clock::time_point now, Clock::time_point deadline) {
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
-  return ms <= 0 ? 0 : static_cast<int>(std::min<long long>(ms, 1 << 30));
-}
-
-// In a child: SIGTERM/SIGINT (forwarded by the parent, or the parent's death) stop the
-// connection gracefully.
+// In a child: SIGTERM/SIGINT/SIGHUP (forwarded by the parent, or the parent's death) stop the
+// connection gracefully. The signals are blocked already (the parent's mask, inherited).
 class StopOnSignal final : public SideChannel {
  public:
-  StopOnSignal(BlockedSignals& signals, std::chrono::milliseconds grace)
-      : signals_(signals), grace_(grace) {}
-  int fd() const override { return signals_.fd(); }
+  StopOnSignal(std::chrono::milliseconds grace) : grace_(grace) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (const int signo : {REACTOR_STOP_SIGNALS}) sigaddset(&set, signo);
+    fd_ = Fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  }
+  int fd() const override { return fd_.get(); }
   void on_readable(BlockingConnection& connection) override {
-    while (signals_.take() != 0) connection.stop(Clock::now() + grace_);
+    signalfd_siginfo info;
+    while (::read(fd_.get(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+      connection.stop(Clock::now() + grace_);
+    }
   }
 
  private:
-  BlockedSignals& signals_;
+  Fd fd_;
   std::chrono::milliseconds grace_;
+};
+
+// Closes descriptors a forked child got from its parent and does not use: sorted, then one
+// close_range per run of consecutive numbers. The parent's own descriptors are mostly made one
+// after the other at start-up (loop, listeners, reserves, signalfd), so a child usually closes
+// them all in one call. On the stack: a child writes as few pages as it can (copy-on-write).
+class ParentDescriptors {
+ public:
+  ParentDescriptors() = default;
+  ParentDescriptors(const ParentDescriptors&) = delete;
+  ParentDescriptors& operator=(const ParentDescriptors&) = delete;
+  ~ParentDescriptors() { close_all(); }
+
+  void add(int fd) noexcept {
+    if (fd < 0) return;
+    if (count_ == kCapacity) close_all();
+    fds_[count_++] = fd;
+  }
+  void close_all() noexcept {
+    std::sort(fds_, fds_ + count_);
+    for (std::size_t i = 0; i < count_;) {
+      std::size_t j = i + 1;
+      while (j < count_ && fds_[j] == fds_[j - 1] + 1) ++j;
+      if (j - i == 1 || ::close_range(static_cast<unsigned>(fds_[i]),
+                                      static_cast<unsigned>(fds_[j - 1]), 0) != 0) {
+        for (std::size_t k = i; k < j; ++k) ::close(fds_[k]);
+      }
+      i = j;
+    }
+    count_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kCapacity = 256;
+  int fds_[kCapacity];
+  std::size_t count_ = 0;
 };
 
 // Without a relay (a protocol that does not use the Hub) a child reports through its exit status
@@ -95,12 +124,29 @@ class SharedPage {
 }  // namespace
 
 struct ForkModel::State {
-  struct Child {
+  // One child; with a relay, the loop watches the parent's end of its socketpair (the Child is
+  // the watcher: std::list keeps it in place).
+  struct Child final : Watcher {
+    explicit Child(State& s) : state(s) {}
+    void on_events(std::uint32_t events) override { state.on_relay(*this, events); }
+    State& state;
     pid_t pid = 0;
     std::unique_ptr<RelayMember> member;  // null once the relay is done (the hub forgot it)
+    WatchId watch = kNoWatch;             // member's socket on the loop
     std::optional<ChildReport> report;
     std::pair<std::string, std::vector<std::byte>> farewell;  // taken from the member
     bool reaped = false;
+  };
+
+  // One listening socket on the loop; each connection it accepts gets a child.
+  struct Listener final : PeerAcceptHandler {
+    Listener(State& s, Fd fd, Transport transport)
+        : state(s), acceptor(*s.loop, std::move(fd), transport, *this) {
+      acceptor.set_adaptive_budget(true);  // a fork per connection: rarely more than one queued
+    }
+    void on_accept(Fd fd, const Address& peer) override { state.spawn(std::move(fd), peer); }
+    State& state;
+    Acceptor acceptor;
   };
 
   State(Protocol& p, const ModelOptions& o) : protocol(p), options(o) {
@@ -108,7 +154,11 @@ struct ForkModel::State {
     limits.max_input = protocol.max_input();
     limits.idle_timeout = options.idle_timeout;
     limits.protocol = &protocol;
-    wake = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (auto created = Loop::create()) {
+      loop = std::move(*created);
+    } else {
+      loop_error = created.error();
+    }
     if (options.uses_hub) scratch.resize(kRelayFrameMax + 1);
   }
   bool relayed() const noexcept { return options.uses_hub; }
@@ -117,29 +167,35 @@ struct ForkModel::State {
     return limits.max_outbox != 0 ? limits.max_outbox : limits.delivery_limit;
   }
 
-  void spawn(AcceptedSocket socket, BlockedSignals& signals);
-  [[noreturn]] void run_child(Fd client, Fd relay, std::string remote, pid_t parent,
-                              BlockedSignals& parent_signals);
+  void spawn(Fd client, const Address& peer);
+  [[noreturn]] void run_child(Fd client, Fd relay, std::string remote);
   [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
                                  RelayClient* relay);
+  void on_relay(Child& child, std::uint32_t events);
   void relay_done(Child& child);
+  void on_signal(int signo);
   void reap();
   void reap_one(Child& child, int status);
   void retire_finished();
   void begin_stop();
+  void kill_all();
+  void stop_when_done();
 
   Protocol& protocol;
   const ModelOptions options;
   BlockingLimits limits;
-  BlockingListeners listeners;
+  std::unique_ptr<Loop> loop;  // the parent's: listeners, signals, relays, request_stop()
+  std::error_code loop_error;
+  std::vector<std::unique_ptr<Listener>> listeners;
   LocalHub hub;
-  Fd wake;  // eventfd: request_stop()
-  std::atomic<bool> stop_requested{false};
   bool ran = false;
   bool stopping = false;
   bool out_of_processes = false;  // the last fork failed (logged once per burst)
   bool killed = false;
-  Clock::time_point deadline;
+  int stop_signals = 0;  // a second one cuts the grace period short
+  TimerId kill_timer = kNoTimer;
+  pid_t parent_pid = 0;
+  bool unblock_sigchld_in_child = false;  // SIGCHLD was not blocked before run()
 
   std::list<Child> children;
   std::unordered_map<pid_t, std::list<Child>::iterator> by_pid;
@@ -157,15 +213,19 @@ struct ForkModel::State {
   std::atomic<std::uint64_t> writes{0};
 };
 
-void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
+void ForkModel::State::spawn(Fd client, const Address& peer) {
+  const Transport transport = peer.transport();
   if (stopping || (options.max_connections != 0 &&
                    live.load(std::memory_order_relaxed) >= options.max_connections)) {
     rejected.fetch_add(1, std::memory_order_relaxed);
-    if (!stopping) refuse_connection(socket.fd.get(), socket.transport, protocol);
+    if (!stopping) refuse_connection(client.get(), transport, protocol);
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
-  if (socket.transport == Transport::tcp) set_no_delay(socket.fd.get(), true);
+  if (transport == Transport::tcp) set_no_delay(client.get(), true);
   Fd parent_end, child_end;
+  // Made here, not in the child: every page the child touches first (heap or code: inet_ntop,
+  // printf) is a page fault there.
+  std::string remote = peer.to_string();
   if (relayed()) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
@@ -180,9 +240,7 @@ void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
       return;
     }
   }
-  std::string remote = socket.remote();
 
-  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     shed.fetch_add(1, std::memory_order_relaxed);  // EAGAIN/ENOMEM: out of processes
@@ -191,47 +249,64 @@ void ForkModel::State::spawn(AcceptedSocket socket, BlockedSignals& signals) {
           std::strerror(errno));
     }
     out_of_processes = true;
-    listeners.pause_all(std::chrono::milliseconds(100));
+    for (auto& listener : listeners) listener->acceptor.pause(std::chrono::milliseconds(100));
     return;
   }
   out_of_processes = false;
   if (pid == 0) {
     parent_end.reset();
-    run_child(std::move(socket.fd), std::move(child_end), std::move(remote), parent, signals);
+    run_child(std::move(client), std::move(child_end), std::move(remote));
   }
   child_end.reset();
-  socket.fd.reset();
-  auto& child = children.emplace_back();
+  client.reset();
+  auto& child = children.emplace_back(*this);
   child.pid = pid;
-  if (relayed()) {
-    child.member =
-        std::make_unique<RelayMember>(std::move(parent_end), std::move(remote), relay_limit());
-  }
   by_pid.emplace(pid, std::prev(children.end()));
   accepted.fetch_add(1, std::memory_order_relaxed);
   live.fetch_add(1, std::memory_order_relaxed);
+  if (relayed()) {
+    const int fd = parent_end.get();
+    child.member =
+        std::make_unique<RelayMember>(std::move(parent_end), std::move(remote), relay_limit());
+    if (auto id = loop->watch(fd, EPOLLIN, child)) {
+      child.watch = *id;
+      child.member->watch_on(*loop, *id);
+    } else {
+      // Cannot watch the relay: the child's hub calls would wait forever. Cut it off; it drops
+      // its client (too slow) and reports on exit.
+      log(LogLevel::warn, "watch a child's relay: %s", id.error().message().c_str());
+      relay_done(child);
+    }
+  }
 }
 
-void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t parent,
-                                 BlockedSignals& parent_signals) {
+void ForkModel::State::run_child(Fd client, Fd relay, std::string remote) {
   // Die with the parent (SIGTERM: a graceful stop) rather than serve on unsupervised.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (::getppid() != parent) ::kill(::getpid(), SIGTERM);
+  if (::getppid() != parent_pid) ::kill(::getpid(), SIGTERM);
 
-  // Close what belongs to the parent: listeners, its wake-up and signal descriptors, the other
-  // children's relays. The memory is our copy; nothing here runs the parent's destructors.
-  listeners.close_in_child();
-  wake.reset();
-  parent_signals.abandon();
-  for (auto& other : children) {
-    if (other.member) other.member.reset();
+  // Close what belongs to the parent: its loop's descriptors, the listeners and their reserves,
+  // the other children's relays. Nothing here runs the parent's destructors, writes to its
+  // objects or touches its epoll interest list (shared with us): the descriptors are read and
+  // closed; the objects are our copy and go with _exit.
+  {
+    ParentDescriptors parents;
+    for (const int fd : loop->own_descriptors()) parents.add(fd);
+    for (const auto& listener : listeners) {
+      for (const int fd : listener->acceptor.own_descriptors()) parents.add(fd);
+    }
+    for (const auto& other : children) {
+      if (other.member) parents.add(other.member->fd());
+    }
   }
-
-  // Keep the stop signals blocked for our own signalfd; give SIGCHLD back if it was unblocked.
-  sigset_t mask = parent_signals.previous_mask();
-  for (const int signo : {REACTOR_STOP_SIGNALS}) sigaddset(&mask, signo);
-  ::pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-  BlockedSignals signals({REACTOR_STOP_SIGNALS});
+  // The stop signals stay blocked (inherited) for our own signalfd; SIGCHLD goes back to how
+  // the caller of run() had it.
+  if (unblock_sigchld_in_child) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    ::pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
+  }
 
   BlockingCounters counters;
   BlockingConnection connection(std::move(client), std::move(remote), limits, counters, false);
@@ -239,7 +314,7 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
   // Hub) it is this process's empty LocalHub.
   std::optional<RelayClient> relay_client;
   if (relay) {
-    relay_client.emplace(std::move(relay), parent);
+    relay_client.emplace(std::move(relay), parent_pid);
     relay_client->attach(connection);
   }
   Hub& session_hub = relay_client ? static_cast<Hub&>(*relay_client) : static_cast<Hub&>(hub);
@@ -252,7 +327,7 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote, pid_t 
   if (!session)
     finish_child(counters, ChildReport::rejected, relay_client ? &*relay_client : nullptr);
   // Finish a little before the parent's SIGKILL, so that the report still gets out.
-  StopOnSignal stop(signals, options.shutdown_grace * 3 / 4);
+  StopOnSignal stop(options.shutdown_grace * 3 / 4);
   SideChannel* both[] = {relay_client ? &*relay_client : nullptr, &stop};
   std::span<SideChannel* const> side_channels(both);
   if (!relay_client) side_channels = side_channels.subspan(1);
@@ -290,7 +365,20 @@ void ForkModel::State::relay_done(Child& child) {
   child.report = child.member->report();
   child.farewell = child.member->take_farewell();
   hub.forget(*child.member);
+  // Unwatched explicitly (EPOLL_CTL_DEL), not by the close: a child forked a moment ago may still
+  // hold a copy of this descriptor, which would keep it in the interest list.
+  if (child.watch != kNoWatch) loop->unwatch(child.watch);
+  child.watch = kNoWatch;
   child.member.reset();
+}
+
+void ForkModel::State::on_relay(Child& child, std::uint32_t events) {
+  if (!child.member) return;
+  if (events & EPOLLOUT) child.member->flush();
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    // False: the child is exiting (or broke the protocol). Its SIGCHLD reaps and retires it.
+    if (!child.member->on_readable(hub, scratch, 64)) relay_done(child);
+  }
 }
 
 void ForkModel::State::reap_one(Child& child, int status) {
@@ -367,13 +455,54 @@ void ForkModel::State::retire_finished() {
   }
 }
 
+void ForkModel::State::on_signal(int signo) {
+  if (signo == SIGCHLD) {
+    reap();
+    retire_finished();
+    stop_when_done();
+    return;
+  }
+  ++stop_signals;
+  if (stop_signals == 1) {
+    if (options.announce_stop) {
+      announce_graceful_stop(signo, options.shutdown_grace,
+                             static_cast<long long>(children.size()));
+    }
+    begin_stop();
+  } else if (stop_signals == 2) {
+    if (options.announce_stop) announce_forced_stop(signo);
+    kill_all();  // no more grace
+  }
+}
+
 void ForkModel::State::begin_stop() {
+  if (stopping) return;
   stopping = true;
-  listeners.close_all();
-  deadline = Clock::now() + options.shutdown_grace;
+  for (auto& listener : listeners) listener->acceptor.stop();
   for (auto& child : children) {
     if (!child.reaped) ::kill(child.pid, SIGTERM);
   }
+  kill_timer = loop->after(options.shutdown_grace, [this] {
+    kill_timer = kNoTimer;
+    kill_all();
+  });
+  stop_when_done();
+}
+
+// Past the grace period, or a second stop signal: SIGKILL whatever still runs (counted as
+// failed: no report comes from it).
+void ForkModel::State::kill_all() {
+  if (kill_timer != kNoTimer) loop->cancel_timer(kill_timer);
+  kill_timer = kNoTimer;
+  if (killed) return;
+  killed = true;
+  for (auto& child : children) {
+    if (!child.reaped) ::kill(child.pid, SIGKILL);
+  }
+}
+
+void ForkModel::State::stop_when_done() {
+  if (stopping && children.empty()) loop->stop();
 }
 
 ForkModel::ForkModel(Protocol& protocol, const ModelOptions& options)
@@ -382,115 +511,60 @@ ForkModel::ForkModel(Protocol& protocol, const ModelOptions& options)
 ForkModel::~ForkModel() = default;
 
 Result<Address> ForkModel::listen(const Address& address) {
-  return state_->listeners.add(address);
+  State& s = *state_;
+  if (!s.loop) return s.loop_error;
+  if (address.transport() != Transport::tcp && address.transport() != Transport::unix_stream) {
+    return Errc::wrong_transport;
+  }
+  auto fd = listen_on(address);
+  if (!fd) return fd.error();
+  auto bound = local_address(fd->get(), address.transport());
+  if (!bound) return bound.error();
+  auto listener = std::make_unique<State::Listener>(s, std::move(*fd), address.transport());
+  if (auto ec = listener->acceptor.start()) return ec;
+  s.listeners.push_back(std::move(listener));
+  return bound;
 }
 
 std::error_code ForkModel::run() {
   State& s = *state_;
   if (s.ran) return make_error_code(Errc::shutting_down);
   s.ran = true;
-  if (!s.wake) return errno_code(EMFILE);
-  BlockedSignals signals({REACTOR_STOP_SIGNALS, SIGCHLD});
-  if (auto ec = signals.error()) return ec;
+  if (!s.loop) return s.loop_error;
+  sigset_t before;
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, nullptr, &before); rc != 0) return errno_code(rc);
+  s.unblock_sigchld_in_child = sigismember(&before, SIGCHLD) == 0;
+  if (auto ec = block_signals({REACTOR_STOP_SIGNALS, SIGCHLD})) return ec;
+  auto on_signal = [](int signo, void* state) { static_cast<State*>(state)->on_signal(signo); };
+  if (auto ec = s.loop->handle_signals({REACTOR_STOP_SIGNALS, SIGCHLD}, on_signal, &s)) return ec;
   ignore_sigpipe();
-  int stop_signals = 0;  // a second one cuts the grace period short
+  s.parent_pid = ::getpid();
 
-  std::vector<pollfd> fds;
-  std::vector<State::Child*> polled;  // the child behind each relay pollfd
-  std::vector<AcceptedSocket> accepted;
-  for (;;) {
-    if (s.stop_requested.load(std::memory_order_acquire) && !s.stopping) s.begin_stop();
-    if (stop_signals > 1 && s.stopping) s.deadline = Clock::now();  // SIGKILL the children now
-    s.retire_finished();
-    if (s.stopping) {
-      if (s.children.empty()) break;
-      if (!s.killed && Clock::now() >= s.deadline) {
-        for (auto& child : s.children) {
-          if (!child.reaped) ::kill(child.pid, SIGKILL);
-        }
-        s.killed = true;
-      }
-    }
-
-    fds.clear();
-    polled.clear();
-    s.listeners.watch(fds);
-    std::size_t listener_count = fds.size();
-    fds.push_back({signals.fd(), POLLIN, 0});
-    fds.push_back({s.wake.get(), POLLIN, 0});
+  auto failure = s.loop->run();
+  if (failure) {
+    // Cannot wait any more (ENOMEM): kill the children, reap them, report.
     for (auto& child : s.children) {
-      if (!child.member) continue;
-      short events = POLLIN | (child.member->wants_write() ? POLLOUT : 0);
-      fds.push_back({child.member->fd(), events, 0});
-      polled.push_back(&child);
+      if (!child.reaped) ::kill(child.pid, SIGKILL);
     }
-    auto now = Clock::now();
-    int timeout = s.listeners.timeout_ms(now);
-    if (s.stopping && !s.killed) {
-      int wait = ms_until(now, s.deadline);
-      timeout = timeout < 0 ? wait : std::min(timeout, wait);
+    for (auto& child : s.children) {
+      if (!child.reaped) ::waitpid(child.pid, nullptr, 0);
     }
-    int rc = ::poll(fds.data(), fds.size(), timeout);
-    if (rc < 0) {
-      if (errno == EINTR) continue;
-      // Cannot wait any more (ENOMEM): kill the children, reap them, report.
-      auto ec = last_errno();
-      for (auto& child : s.children) {
-        if (!child.reaped) ::kill(child.pid, SIGKILL);
-      }
-      for (auto& child : s.children) {
-        if (!child.reaped) ::waitpid(child.pid, nullptr, 0);
-      }
-      s.children.clear();
-      s.by_pid.clear();
-      s.listeners.close_all();
-      return ec;
+    for (auto& child : s.children) {
+      if (child.watch != kNoWatch) s.loop->unwatch(child.watch);
     }
-
-    bool check_children = false;
-    if (fds[listener_count].revents != 0) {
-      while (int signo = signals.take()) {
-        if (signo == SIGCHLD) {
-          check_children = true;
-        } else if (++stop_signals == 1) {
-          if (s.options.announce_stop) {
-            announce_graceful_stop(signo, s.options.shutdown_grace,
-                                   static_cast<long long>(s.children.size()));
-          }
-          s.stop_requested.store(true, std::memory_order_release);
-        } else if (stop_signals == 2) {
-          if (s.options.announce_stop) announce_forced_stop(signo);
-          s.stop_requested.store(true, std::memory_order_release);
-        }
-      }
-    }
-    if (fds[listener_count + 1].revents != 0) drain_eventfd(s.wake.get());
-    for (std::size_t i = 0; i < polled.size(); ++i) {
-      short revents = fds[listener_count + 2 + i].revents;
-      State::Child& child = *polled[i];
-      if (revents == 0 || !child.member) continue;
-      if (revents & POLLOUT) child.member->flush();
-      if (revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
-        if (!child.member->on_readable(s.hub, s.scratch, 64)) {
-          s.relay_done(child);
-          check_children = true;  // it is exiting: reap it as soon as it is a zombie
-        }
-      }
-    }
-    if (check_children) s.reap();
-    if (!s.stopping && listener_count > 0) {
-      s.listeners.accept_ready(fds.data(), accepted);
-      for (auto& socket : accepted) s.spawn(std::move(socket), signals);
-      accepted.clear();
-    }
+    s.children.clear();
+    s.by_pid.clear();
   }
-  s.listeners.close_all();
-  return {};
+  for (auto& listener : s.listeners) listener->acceptor.stop();
+  if (s.kill_timer != kNoTimer) s.loop->cancel_timer(s.kill_timer);
+  s.kill_timer = kNoTimer;
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  return failure;
 }
 
 void ForkModel::request_stop() {
-  state_->stop_requested.store(true, std::memory_order_release);
-  signal_eventfd(state_->wake.get());
+  State& s = *state_;
+  if (s.loop) s.loop->post([&s] { s.begin_stop(); });
 }
 
 ServerStats ForkModel::stats() const {
@@ -500,7 +574,8 @@ ServerStats ForkModel::stats() const {
   out.closed = s.closed.load(std::memory_order_relaxed);
   out.failed = s.failed.load(std::memory_order_relaxed);
   out.rejected = s.rejected.load(std::memory_order_relaxed);
-  out.shed = s.shed.load(std::memory_order_relaxed) + s.listeners.shed();
+  out.shed = s.shed.load(std::memory_order_relaxed);
+  for (const auto& listener : s.listeners) out.shed += listener->acceptor.stats().shed;
   out.live = s.live.load(std::memory_order_relaxed);
   out.bytes_in = s.bytes_in.load(std::memory_order_relaxed);
   out.bytes_out = s.bytes_out.load(std::memory_order_relaxed);

@@ -311,13 +311,23 @@ void RelayMember::flush() {
     ssize_t n = ::send(relay_.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (would_block(errno)) return;
+      if (would_block(errno)) {
+        watch_output(true);
+        return;
+      }
       cut_off();  // the child is gone; its EOF follows on the read side
       return;
     }
     queued_bytes_ -= frame.size() - kRelayHeader;
     queue_.pop_front();
   }
+  watch_output(false);
+}
+
+void RelayMember::watch_output(bool on) noexcept {
+  if (on == watching_output_ || loop_ == nullptr || watch_ == kNoWatch) return;
+  watching_output_ = on;
+  loop_->modify(watch_, on ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 void RelayMember::cut_off() {
@@ -326,6 +336,7 @@ void RelayMember::cut_off() {
   queue_.clear();
   queued_bytes_ = 0;
   ::shutdown(relay_.get(), SHUT_WR);
+  watch_output(false);
 }
 
 bool RelayMember::on_readable(LocalHub& hub, std::span<std::byte> scratch, std::size_t max_frames) {

@@ -5,7 +5,8 @@
 // effect when it returns, as under the other models); deliveries that arrive meanwhile go to
 // the client's outbox in order. In the parent, a LocalHub keeps the rooms and
 // names; its members are RelayMembers, one per child, whose send() queues a delivery frame for
-// that child (coalesced, bounded, never blocking the parent).
+// that child (coalesced, bounded, never blocking the parent). The parent's loop watches each
+// member's socket: for reading always, for writing only while frames wait (watch_on()).
 //
 // Wire format: a frame is [type u8][more u8][payload]; a message longer than kRelayChunk goes
 // as several frames, `more` set on all but the last. Payload fields are native-endian integers
@@ -24,6 +25,7 @@
 
 #include "reactor/fd.hpp"
 #include "reactor/local_hub.hpp"
+#include "reactor/loop.hpp"
 #include "reactor/models/blocking_connection.hpp"
 #include "reactor/session.hpp"
 
@@ -39,9 +41,9 @@ enum class RelayType : std::uint8_t {
   rooms,
   members,
   forget,
-  report,   // child -> parent, last message: ChildReport
-  deliver,  // parent -> child: bytes for the client (frames are a byte stream)
-  answer,   // parent -> child: the answer to the pending call
+  report,    // child -> parent, last message: ChildReport
+  deliver,   // parent -> child: bytes for the client (frames are a byte stream)
+  answer,    // parent -> child: the answer to the pending call
   farewell,  // child -> parent: what to publish if the child dies without a report
 };
 
@@ -123,6 +125,13 @@ class RelayMember final : public Peer {
 
   int fd() const noexcept { return relay_.get(); }
   bool wants_write() const noexcept { return !queue_.empty(); }
+  // The loop watches fd() under `id` (for EPOLLIN): the member adds EPOLLOUT while frames wait
+  // for room in the socket, and takes it off once they are sent.
+  void watch_on(Loop& loop, WatchId id) noexcept {
+    loop_ = &loop;
+    watch_ = id;
+  }
+
   // Reads up to `max_frames` frames and carries out the complete messages against `hub`.
   // False when the child is gone (EOF, error, or a malformed message): forget it then.
   bool on_readable(LocalHub& hub, std::span<std::byte> scratch, std::size_t max_frames);
@@ -138,8 +147,12 @@ class RelayMember final : public Peer {
   void handle(LocalHub& hub, RelayType type, std::span<const std::byte> payload);
   void answer(std::span<const std::byte> payload);
   void cut_off();
+  void watch_output(bool on) noexcept;
 
   Fd relay_;
+  Loop* loop_ = nullptr;
+  WatchId watch_ = kNoWatch;
+  bool watching_output_ = false;
   const std::string remote_;
   const std::size_t limit_;
   std::deque<std::vector<std::byte>> queue_;  // whole frames

@@ -1,8 +1,7 @@
 #include "reactor/models/thread.hpp"
 
-#include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,12 +10,12 @@
 #include <mutex>
 #include <vector>
 
+#include "reactor/acceptor.hpp"
 #include "reactor/error.hpp"
 #include "reactor/local_hub.hpp"
 #include "reactor/log.hpp"
+#include "reactor/loop.hpp"
 #include "reactor/models/blocking_connection.hpp"
-#include "reactor/models/blocking_listeners.hpp"
-#include "reactor/models/blocking_signals.hpp"
 #include "reactor/models/stop_signals.hpp"
 #include "reactor/socket.hpp"
 
@@ -71,16 +70,6 @@ class LockedHub final : public Hub {
   LocalHub hub_;
 };
 
-void signal_eventfd(int fd) noexcept {
-  std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof(one));
-}
-
-void drain_eventfd(int fd) noexcept {
-  std::uint64_t count;
-  [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof(count));
-}
-
 }  // namespace
 
 struct ThreadModel::State {
@@ -98,38 +87,57 @@ struct ThreadModel::State {
     Worker* next = nullptr;
   };
 
+  // One listening socket on the loop: its accepted connections get a thread each. The peer's
+  // address is looked up by the connection's thread if its session asks (off the accept path).
+  struct Listener final : AcceptHandler {
+    Listener(State& s, Fd fd, Transport t)
+        : state(s), transport(t), acceptor(*s.loop, std::move(fd), t, *this) {
+      acceptor.set_adaptive_budget(true);  // one connection per wake-up is the common case
+    }
+    void on_accept(Fd fd) override { state.start_worker(std::move(fd), transport); }
+    State& state;
+    Transport transport;
+    Acceptor acceptor;
+  };
+
   State(Protocol& p, const ModelOptions& o) : protocol(p), options(o) {
     limits.max_outbox = protocol.max_outbox();
     limits.max_input = protocol.max_input();
     limits.idle_timeout = options.idle_timeout;
     limits.protocol = &protocol;
-    wake = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (auto created = Loop::create()) {
+      loop = std::move(*created);
+    } else {
+      loop_error = created.error();
+    }
   }
 
-  void start_worker(AcceptedSocket socket);
+  void start_worker(Fd socket, Transport transport);
   static void* thread_main(void* worker);
   void serve(Worker& worker);  // the connection thread, start to end
+  void on_stop_signal(int signo);
   void begin_stop();
   void drop_all();
-  bool no_workers();
   void join_last();
+  void wait_for_workers();
 
   Protocol& protocol;
   const ModelOptions options;
   BlockingLimits limits;
   BlockingCounters counters;
-  BlockingListeners listeners;
+  std::unique_ptr<Loop> loop;  // run()'s: the listeners, the stop signals, request_stop()
+  std::error_code loop_error;
+  std::vector<std::unique_ptr<Listener>> listeners;
   LockedHub hub;
-  Fd wake;  // eventfd: request_stop(), and the last worker to finish once stopping
-  std::atomic<bool> stop_requested{false};
   bool ran = false;
+  int stop_signals = 0;         // a second one cuts the grace period short
   bool out_of_threads = false;  // the last thread creation failed (logged once per burst)
-  std::chrono::steady_clock::time_point deadline;
+  TimerId grace_timer = kNoTimer;
 
   // Connection threads are not joined by run()'s thread, which would cost it a wake-up per
   // connection and keep finished threads' stacks out of the C library's cache until it gets
   // round to them: each finishing thread joins the one that finished before it, and run() joins
-  // the last when it returns.
+  // the last when it returns. The last thread to finish once stopping stops the loop.
   std::mutex workers_mutex;
   Worker* workers = nullptr;        // guarded by workers_mutex
   bool stopping = false;            // guarded by workers_mutex; run()'s thread also reads it bare
@@ -144,14 +152,14 @@ struct ThreadModel::State {
   std::atomic<std::uint64_t> live{0};
 };
 
-void ThreadModel::State::start_worker(AcceptedSocket socket) {
+void ThreadModel::State::start_worker(Fd socket, Transport transport) {
   if (stopping || (options.max_connections != 0 &&
                    live.load(std::memory_order_relaxed) >= options.max_connections)) {
     rejected.fetch_add(1, std::memory_order_relaxed);
-    if (!stopping) refuse_connection(socket.fd.get(), socket.transport, protocol);
+    if (!stopping) refuse_connection(socket.get(), transport, protocol);
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
-  if (socket.transport == Transport::tcp) set_no_delay(socket.fd.get(), true);
+  if (transport == Transport::tcp) set_no_delay(socket.get(), true);
   std::unique_ptr<Session> session;
   try {
     session = protocol.open(hub);
@@ -164,7 +172,7 @@ void ThreadModel::State::start_worker(AcceptedSocket socket) {
     rejected.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  auto worker = std::make_unique<Worker>(*this, std::move(socket.fd), std::move(session));
+  auto worker = std::make_unique<Worker>(*this, std::move(socket), std::move(session));
   live.fetch_add(1, std::memory_order_relaxed);
   accepted.fetch_add(1, std::memory_order_relaxed);
   {
@@ -193,7 +201,7 @@ void ThreadModel::State::start_worker(AcceptedSocket socket) {
         worker->connection.remote().c_str(), std::strerror(rc));
   }
   out_of_threads = true;
-  listeners.pause_all(std::chrono::milliseconds(100));
+  for (auto& listener : listeners) listener->acceptor.pause(std::chrono::milliseconds(100));
   live.fetch_sub(1, std::memory_order_relaxed);
   accepted.fetch_sub(1, std::memory_order_relaxed);
   rejected.fetch_add(1, std::memory_order_relaxed);
@@ -227,7 +235,7 @@ void ThreadModel::State::serve(Worker& worker) {
     have_last = true;
     last_finished = ::pthread_self();
     if (stopping && workers == nullptr) {
-      signal_eventfd(wake.get());
+      loop->stop();
       drained.notify_all();
     }
   }
@@ -236,12 +244,41 @@ void ThreadModel::State::serve(Worker& worker) {
   if (join_previous) ::pthread_join(previous, nullptr);
 }
 
+void ThreadModel::State::on_stop_signal(int signo) {
+  ++stop_signals;
+  if (stop_signals == 1) {
+    if (options.announce_stop) {
+      announce_graceful_stop(signo, options.shutdown_grace,
+                             static_cast<long long>(live.load(std::memory_order_relaxed)));
+    }
+    begin_stop();
+  } else if (stop_signals == 2) {
+    if (options.announce_stop) announce_forced_stop(signo);
+    // No more grace: drop whatever is left (each thread wakes, closes, exits).
+    if (grace_timer != kNoTimer) loop->cancel_timer(grace_timer);
+    grace_timer = kNoTimer;
+    drop_all();
+  }
+}
+
 void ThreadModel::State::begin_stop() {
-  listeners.close_all();
-  deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
-  std::lock_guard lock(workers_mutex);
-  stopping = true;
-  for (Worker* w = workers; w != nullptr; w = w->next) w->connection.stop(deadline);
+  if (stopping) return;  // only this thread writes it
+  for (auto& listener : listeners) listener->acceptor.stop();
+  const auto deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
+  {
+    std::lock_guard lock(workers_mutex);
+    stopping = true;
+    for (Worker* w = workers; w != nullptr; w = w->next) w->connection.stop(deadline);
+    if (workers == nullptr) {
+      loop->stop();
+      return;
+    }
+  }
+  // Past the grace period: drop whatever is left.
+  grace_timer = loop->after(options.shutdown_grace, [this] {
+    grace_timer = kNoTimer;
+    drop_all();
+  });
 }
 
 void ThreadModel::State::drop_all() {
@@ -251,9 +288,9 @@ void ThreadModel::State::drop_all() {
   }
 }
 
-bool ThreadModel::State::no_workers() {
-  std::lock_guard lock(workers_mutex);
-  return workers == nullptr;
+void ThreadModel::State::wait_for_workers() {
+  std::unique_lock lock(workers_mutex);
+  drained.wait(lock, [&] { return workers == nullptr; });
 }
 
 // Every worker is gone: wait for the last thread to end (it joined the one before it, and so on).
@@ -274,92 +311,64 @@ ThreadModel::ThreadModel(Protocol& protocol, const ModelOptions& options)
 ThreadModel::~ThreadModel() = default;
 
 Result<Address> ThreadModel::listen(const Address& address) {
-  return state_->listeners.add(address);
+  State& s = *state_;
+  if (!s.loop) return s.loop_error;
+  if (address.transport() != Transport::tcp && address.transport() != Transport::unix_stream) {
+    return Errc::wrong_transport;
+  }
+  auto fd = listen_on(address);
+  if (!fd) return fd.error();
+  auto bound = local_address(fd->get(), address.transport());
+  if (!bound) return bound.error();
+  auto listener = std::make_unique<State::Listener>(s, std::move(*fd), address.transport());
+  if (auto ec = listener->acceptor.start()) return ec;
+  s.listeners.push_back(std::move(listener));
+  return bound;
 }
 
 std::error_code ThreadModel::run() {
   State& s = *state_;
   if (s.ran) return make_error_code(Errc::shutting_down);
   s.ran = true;
-  if (!s.wake) return errno_code(EMFILE);
-  // Both masks are inherited by the connection threads: the stop signals go to our signalfd,
-  // the wake signal ends their waits only.
-  BlockedSignals signals({REACTOR_STOP_SIGNALS});
-  if (auto ec = signals.error()) return ec;
+  if (!s.loop) return s.loop_error;
+  // Both masks are inherited by the connection threads: the stop signals go to the loop's
+  // signalfd, the wake signal ends their waits only. The caller's mask comes back at the end.
+  sigset_t stop_set, previous_mask;
+  sigemptyset(&stop_set);
+  for (const int signo : {REACTOR_STOP_SIGNALS}) sigaddset(&stop_set, signo);
+  if (int rc = ::pthread_sigmask(SIG_BLOCK, &stop_set, &previous_mask); rc != 0) {
+    return errno_code(rc);
+  }
+  struct RestoreMask {
+    const sigset_t& mask;
+    ~RestoreMask() { ::pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+  } restore{previous_mask};
+  auto on_signal = [](int signo, void* state) {
+    static_cast<State*>(state)->on_stop_signal(signo);
+  };
+  if (auto ec = s.loop->handle_signals({REACTOR_STOP_SIGNALS}, on_signal, &s)) return ec;
   WakeSignal wake_signal;
   if (auto ec = wake_signal.error()) return ec;
   s.limits.wait_mask = wake_signal.wait_mask();
   ignore_sigpipe();
-  int stop_signals = 0;  // a second one cuts the grace period short
 
-  std::vector<pollfd> fds;
-  std::vector<AcceptedSocket> accepted;
-  bool aborted = false;
-  for (;;) {
-    if (s.stop_requested.load(std::memory_order_acquire) && !s.stopping) s.begin_stop();
-    if (stop_signals > 1 && s.stopping) s.deadline = std::chrono::steady_clock::now();
-    if (s.stopping) {
-      if (s.no_workers()) break;
-      if (!aborted && std::chrono::steady_clock::now() >= s.deadline) {
-        // Past the grace period: drop whatever is left (each thread wakes, closes, exits).
-        s.drop_all();
-        aborted = true;
-      }
-    }
-
-    fds.clear();
-    s.listeners.watch(fds);
-    std::size_t listener_count = fds.size();
-    fds.push_back({signals.fd(), POLLIN, 0});
-    fds.push_back({s.wake.get(), POLLIN, 0});
-    auto now = std::chrono::steady_clock::now();
-    int timeout = s.listeners.timeout_ms(now);
-    if (s.stopping && !aborted) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(s.deadline - now).count();
-      int wait = left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
-      timeout = timeout < 0 ? wait : std::min(timeout, wait);
-    }
-    int rc = ::poll(fds.data(), fds.size(), timeout);
-    if (rc < 0) {
-      if (errno == EINTR) continue;
-      // Cannot wait any more (ENOMEM): drop every connection, wait for the threads, report.
-      auto ec = last_errno();
-      if (!s.stopping) s.begin_stop();
-      s.drop_all();
-      {
-        std::unique_lock lock(s.workers_mutex);
-        s.drained.wait(lock, [&] { return s.workers == nullptr; });
-      }
-      s.join_last();
-      return ec;
-    }
-    if (fds[listener_count].revents != 0) {
-      while (const int signo = signals.take()) {
-        ++stop_signals;
-        if (stop_signals == 1 && s.options.announce_stop) {
-          announce_graceful_stop(signo, s.options.shutdown_grace,
-                                 static_cast<long long>(s.live.load(std::memory_order_relaxed)));
-        } else if (stop_signals == 2 && s.options.announce_stop) {
-          announce_forced_stop(signo);
-        }
-        s.stop_requested.store(true, std::memory_order_release);
-      }
-    }
-    if (fds[listener_count + 1].revents != 0) drain_eventfd(s.wake.get());
-    if (!s.stopping && listener_count > 0) {
-      s.listeners.accept_ready(fds.data(), accepted);
-      for (auto& socket : accepted) s.start_worker(std::move(socket));
-      accepted.clear();
-    }
+  if (auto ec = s.loop->run()) {
+    // Cannot wait any more (ENOMEM): drop every connection, wait for the threads, report.
+    s.begin_stop();
+    s.drop_all();
+    s.wait_for_workers();
+    s.join_last();
+    return ec;
   }
+  if (s.grace_timer != kNoTimer) s.loop->cancel_timer(s.grace_timer);
+  s.grace_timer = kNoTimer;
   s.join_last();
-  s.listeners.close_all();
   return {};
 }
 
 void ThreadModel::request_stop() {
-  state_->stop_requested.store(true, std::memory_order_release);
-  signal_eventfd(state_->wake.get());
+  State& s = *state_;
+  if (s.loop) s.loop->post([&s] { s.begin_stop(); });
 }
 
 ServerStats ThreadModel::stats() const {
@@ -369,7 +378,7 @@ ServerStats ThreadModel::stats() const {
   out.closed = s.closed.load(std::memory_order_relaxed);
   out.failed = s.failed.load(std::memory_order_relaxed);
   out.rejected = s.rejected.load(std::memory_order_relaxed);
-  out.shed = s.listeners.shed();
+  for (const auto& listener : s.listeners) out.shed += listener->acceptor.stats().shed;
   out.live = s.live.load(std::memory_order_relaxed);
   out.bytes_in = s.counters.bytes_in.load(std::memory_order_relaxed);
   out.bytes_out = s.counters.bytes_out.load(std::memory_order_relaxed);
