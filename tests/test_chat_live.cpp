@@ -19,8 +19,8 @@
 #include <sstream>
 #include <thread>
 
-#include "process.hpp"
-#include "support.hpp"
+#include "support/process.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <map>
 
-#include "process.hpp"
-#include "redis_server.hpp"
+#include "support/process.hpp"
+#include "support/redis_server.hpp"
 
 using namespace std::chrono_literals;
 

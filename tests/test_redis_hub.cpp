@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "process.hpp"
-#include "redis_server.hpp"
+#include "support/process.hpp"
+#include "support/redis_server.hpp"
 
 using namespace std::chrono_literals;
 
