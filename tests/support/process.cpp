@@ -64,7 +64,9 @@ struct Process::State {
   mutable std::mutex mutex;
   std::condition_variable changed;
   std::uint64_t changes = 0;  // bumped under `mutex` on every read and on exit
-  std::string out;
+  std::string out_read;       // what the reader thread read and out() has not taken yet
+  std::string err_read;
+  std::string out;  // everything taken by out(), err(): changed only by the caller's thread
   std::string err;
   std::optional<int> status;
 
@@ -204,8 +206,8 @@ void Process::State::read_loop() {
     if (::poll(fds, n, timeout) < 0 && errno != EINTR) return;
     if (fds[0].revents != 0) return;
     std::lock_guard lock(mutex);
-    if (out_open) out_open = read_available(out_pipe.get(), out);
-    if (err_open) err_open = read_available(err_pipe.get(), err);
+    if (out_open) out_open = read_available(out_pipe.get(), out_read);
+    if (err_open) err_open = read_available(err_pipe.get(), err_read);
     if (!reaped) {
       int st = 0;
       pid_t r;
@@ -216,8 +218,8 @@ void Process::State::read_loop() {
         status = st;
         // What the child wrote before exiting is in the pipes now. Forked workers may still hold
         // the write ends, so take what is there instead of waiting for EOF.
-        if (out_open) out_open = read_available(out_pipe.get(), out);
-        if (err_open) err_open = read_available(err_pipe.get(), err);
+        if (out_open) out_open = read_available(out_pipe.get(), out_read);
+        if (err_open) err_open = read_available(err_pipe.get(), err_read);
       }
     }
     ++changes;
@@ -269,14 +271,22 @@ bool Process::exited() const {
   std::lock_guard lock(state_->mutex);
   return state_->status.has_value();
 }
-std::string Process::out() const {
-  if (state_ == nullptr) return {};
+namespace {
+const std::string kNothing;
+}  // namespace
+
+const std::string& Process::out() const {
+  if (state_ == nullptr) return kNothing;
   std::lock_guard lock(state_->mutex);
+  state_->out += state_->out_read;
+  state_->out_read.clear();
   return state_->out;
 }
-std::string Process::err() const {
-  if (state_ == nullptr) return {};
+const std::string& Process::err() const {
+  if (state_ == nullptr) return kNothing;
   std::lock_guard lock(state_->mutex);
+  state_->err += state_->err_read;
+  state_->err_read.clear();
   return state_->err;
 }
 

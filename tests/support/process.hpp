@@ -107,9 +107,10 @@ class Process {
   std::error_code error() const noexcept;
   pid_t pid() const noexcept;
   bool exited() const;
-  // Everything read so far.
-  std::string out() const;
-  std::string err() const;
+  // Everything read so far. The reference stays valid as long as the Process; the string grows
+  // (and may move) only when a later call to the same function finds new output.
+  const std::string& out() const;
+  const std::string& err() const;
 
   bool signal(int sig) const;
 
