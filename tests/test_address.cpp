@@ -7,7 +7,7 @@
 #include <cstring>
 #include <string>
 
-#include "netns.hpp"
+#include "support/netns.hpp"
 #include "reactor/address.hpp"
 #include "reactor/error.hpp"
 

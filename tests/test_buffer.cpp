@@ -6,7 +6,7 @@
 #include "reactor/buffer.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/session.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 using reactor::Buffer;
 

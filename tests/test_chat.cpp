@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
+#include "support/fake_peer.hpp"
 #include "protocols/chat.hpp"
 #include "protocols/line_splitter.hpp"
 #include "reactor/local_hub.hpp"

@@ -2,25 +2,25 @@
 // in its own server process. Replies are compared exactly (formats in protocols/chat.hpp). A line
 // that must NOT reach a client is checked by asking that client something: its reply has to be
 // the next line it reads.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <sys/socket.h>
-
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <charconv>
 #include <condition_variable>
-#include <future>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
-#include "process.hpp"
-#include "support.hpp"
+#include "support/chat_client.hpp"
+#include "support/process.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -32,90 +32,13 @@ const std::string kGreeting =
 const std::string kNeedNick = "ERR set a nick first: /nick NAME";
 const std::string kInvalidNick = "ERR invalid nick: use 1 to 32 of A-Z a-z 0-9 _ -";
 
-// A chat client over a blocking socket with a bounded receive timeout. Reads whole lines,
-// buffering what arrives after one. read_line needs no doctest, so worker threads may use it.
-class ChatClient {
+// A chat client that has read the greeting.
+class ChatClient final : public test::ChatClient {
  public:
-  // Connects and reads the greeting. `receive_buffer` > 0 sets SO_RCVBUF before connecting.
-  explicit ChatClient(const reactor::Address& address, int receive_buffer = 0) {
-    auto fd = reactor::open_socket(address, /*blocking=*/true);
-    REQUIRE_MESSAGE(fd.ok(), fd.error().message());
-    if (receive_buffer > 0) REQUIRE_FALSE(reactor::set_buffer_sizes(fd->get(), receive_buffer, 0));
-    REQUIRE_MESSAGE(::connect(fd->get(), address.sockaddr_ptr(), address.length()) == 0,
-                    "connect " << address.to_string() << ": " << std::strerror(errno));
-    REQUIRE_FALSE(reactor::set_receive_timeout(fd->get(), 10s));
-    REQUIRE_FALSE(reactor::set_send_timeout(fd->get(), 10s));
-    fd_ = std::move(*fd);
+  explicit ChatClient(const reactor::Address& address, int receive_buffer = 0)
+      : test::ChatClient(address, receive_buffer) {
     CHECK(line() == kGreeting);
   }
-
-  int fd() const { return fd_.get(); }
-  const std::string& last_error() const { return error_; }
-
-  void send(std::string_view bytes) { test::send_all(fd_.get(), bytes); }
-  void send_line(std::string_view text) { send(std::string(text) + "\n"); }
-
-  // The next line without its "\n"; nullopt at EOF, on error or after the receive timeout, with
-  // the reason in last_error() ("eof", "timeout" or the error).
-  std::optional<std::string> read_line() {
-    for (;;) {
-      const std::size_t end = buffer_.find('\n', start_);
-      if (end != std::string::npos) {
-        std::string line = buffer_.substr(start_, end - start_);
-        start_ = end + 1;
-        if (start_ == buffer_.size()) {
-          buffer_.clear();
-          start_ = 0;
-        }
-        return line;
-      }
-      if (start_ > 0) {
-        buffer_.erase(0, start_);
-        start_ = 0;
-      }
-      char chunk[65536];
-      const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
-      if (n > 0) {
-        buffer_.append(chunk, static_cast<std::size_t>(n));
-      } else if (n == 0) {
-        error_ = "eof";
-        return std::nullopt;
-      } else if (errno != EINTR) {
-        error_ = errno == EAGAIN || errno == EWOULDBLOCK ? "timeout" : std::strerror(errno);
-        return std::nullopt;
-      }
-    }
-  }
-
-  // The next line; fails the test if none comes.
-  std::string line() {
-    auto l = read_line();
-    REQUIRE_MESSAGE(l.has_value(), "expected a line, got " << error_);
-    return *l;
-  }
-
-  // Sends a command and returns the next line: its reply when nothing else was due.
-  std::string ask(std::string_view command) {
-    send_line(command);
-    return line();
-  }
-
-  // Sends a command and reads up to the first line starting with "OK" or "ERR"; the lines
-  // before it (notices, messages) go to `before`.
-  std::string ask_past(std::string_view command, std::vector<std::string>& before) {
-    send_line(command);
-    for (;;) {
-      std::string l = line();
-      if (l.starts_with("OK") || l.starts_with("ERR")) return l;
-      before.push_back(std::move(l));
-    }
-  }
-
- private:
-  reactor::Fd fd_;
-  std::string buffer_;
-  std::size_t start_ = 0;
-  std::string error_;
 };
 
 // For failure messages: the lines, one per line.
@@ -590,8 +513,8 @@ pid_t child_serving(pid_t server, int client_fd) {
                          "/children");
   for (pid_t child; children >> child;) {
     std::error_code ec;
-    for (const auto& fd : std::filesystem::directory_iterator(
-             "/proc/" + std::to_string(child) + "/fd", ec)) {
+    for (const auto& fd :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(child) + "/fd", ec)) {
       std::error_code link_ec;
       if (std::filesystem::read_symlink(fd.path(), link_ec).string() == "socket:[" + inode + "]") {
         return child;

@@ -2,9 +2,9 @@
 #include <sched.h>
 #include <sys/wait.h>
 
-#include "netns.hpp"
+#include "support/netns.hpp"
 #include "reactor/connector.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 

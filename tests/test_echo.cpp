@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "fake_peer.hpp"
+#include "support/fake_peer.hpp"
 #include "protocols/echo.hpp"
 #include "reactor/local_hub.hpp"
 

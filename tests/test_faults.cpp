@@ -12,7 +12,8 @@
 #include <cstring>
 #include <thread>
 
-#include "support.hpp"
+#include "support/forked_child.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 
@@ -235,52 +236,35 @@ TEST_CASE("the idle timeout closes a silent client") {
 
 namespace {
 
-// The EMFILE scenario's server: a child process with a small descriptor limit.
+// The EMFILE scenario's server: a child process with a small descriptor limit. It reports its
+// address, and after SIGTERM what it shed and accepted.
 struct LimitedServer {
-  pid_t pid = -1;
-  reactor::Address address;
-  reactor::Fd report;  // the child writes its final stats here
-};
-
-LimitedServer start_limited_server(rlim_t limit) {
-  int ports[2], reports[2];
-  REQUIRE(::pipe2(ports, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(reports, O_CLOEXEC) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(ports[0]);
-    ::close(reports[0]);
+  explicit LimitedServer(rlim_t limit)
+      : child([limit](int report) { return serve(limit, report); }) {
+    const auto url = child.read_text(10s);
+    REQUIRE_MESSAGE(url.has_value(), "the limited server did not report its address");
+    address = test::parse(*url);
+  }
+  static int serve(rlim_t limit, int report) {
     rlimit rl{limit, limit};
-    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(3);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return 3;
     test::EchoProtocol echo;
     auto loop = reactor::Loop::create();
-    if (!loop) ::_exit(4);
+    if (!loop) return 4;
     reactor::EpollServer server(**loop, echo, {});
     auto bound = server.listen(*reactor::Address::parse("tcp://127.0.0.1:0"));
-    if (!bound) ::_exit(5);
+    if (!bound) return 5;
     auto on_term = [](int, void* l) { static_cast<reactor::Loop*>(l)->stop(); };
-    if ((*loop)->handle_signals({SIGTERM}, on_term, loop->get())) ::_exit(6);
-    std::uint16_t port = bound->port();
-    if (::write(ports[1], &port, sizeof(port)) != sizeof(port)) ::_exit(7);
-    ::close(ports[1]);
+    if ((*loop)->handle_signals({SIGTERM}, on_term, loop->get())) return 6;
+    if (!test::ForkedChild::send_text(report, bound->to_string())) return 7;
     (*loop)->run();
     auto stats = server.stats();
     std::uint64_t numbers[2] = {stats.shed, stats.accepted};
-    if (::write(reports[1], numbers, sizeof(numbers)) != sizeof(numbers)) ::_exit(8);
-    ::_exit(0);
+    return test::ForkedChild::write_all(report, numbers, sizeof(numbers)) ? 0 : 8;
   }
-  ::close(ports[1]);
-  ::close(reports[1]);
-  std::uint16_t port = 0;
-  REQUIRE(::read(ports[0], &port, sizeof(port)) == sizeof(port));
-  ::close(ports[0]);
-  LimitedServer s;
-  s.pid = pid;
-  s.address = test::parse("tcp://127.0.0.1:" + std::to_string(port));
-  s.report = reactor::Fd(reports[0]);
-  return s;
-}
+  test::ForkedChild child;
+  reactor::Address address;
+};
 
 // True if the server echoed on `fd`, false if it closed it.
 bool echoes(int fd) {
@@ -293,7 +277,7 @@ bool echoes(int fd) {
 }  // namespace
 
 TEST_CASE("EMFILE: surplus connections are shed, the server keeps serving and recovers") {
-  auto server = start_limited_server(48);
+  LimitedServer server(48);
   constexpr int kClients = 100;
   std::vector<reactor::Fd> served;
   int shed = 0;
@@ -310,8 +294,8 @@ TEST_CASE("EMFILE: surplus connections are shed, the server keeps serving and re
   CHECK(served.size() + static_cast<std::size_t>(shed) == kClients);
   // Those already served keep working while the surplus is being refused.
   for (auto& fd : served) CHECK(echoes(fd.get()));
-  CHECK(::waitpid(server.pid, nullptr, WNOHANG) == 0);  // alive
-  served.clear();                                       // the clients leave
+  CHECK(server.child.running());  // alive
+  served.clear();                 // the clients leave
   // Once the server has seen them go, new clients are served again (bounded retries: the
   // server may still be closing the old ones when the first new client arrives).
   bool recovered = false;
@@ -326,12 +310,12 @@ TEST_CASE("EMFILE: surplus connections are shed, the server keeps serving and re
     recovered = ok == 20;
   }
   CHECK(recovered);
-  REQUIRE(::kill(server.pid, SIGTERM) == 0);
-  int status = 0;
-  REQUIRE(::waitpid(server.pid, &status, 0) == server.pid);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(server.child.signal(SIGTERM));
+  const auto status = server.child.wait_exit(15s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
   std::uint64_t numbers[2] = {0, 0};
-  REQUIRE(::read(server.report.get(), numbers, sizeof(numbers)) == sizeof(numbers));
+  REQUIRE(server.child.read(numbers, sizeof(numbers), 10s));
   CHECK(numbers[0] >= static_cast<std::uint64_t>(shed));  // the server counted what it shed
 }

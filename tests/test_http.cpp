@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
-#include "http_client.hpp"
-#include "http_root.hpp"
+#include "support/fake_peer.hpp"
+#include "support/http_client.hpp"
+#include "support/http_root.hpp"
 #include "protocols/http/files.hpp"
 #include "protocols/http/parser.hpp"
 #include "protocols/http/response.hpp"

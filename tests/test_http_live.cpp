@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "http_client.hpp"
-#include "http_root.hpp"
-#include "process.hpp"
+#include "support/http_client.hpp"
+#include "support/http_root.hpp"
+#include "support/process.hpp"
 #include "reactor/socket.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 

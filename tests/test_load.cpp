@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "bench_options.hpp"
-#include "bench_process.hpp"
 #include "bench_table.hpp"
 #include "load_histogram.hpp"
 #include "load_json.hpp"
@@ -32,9 +31,11 @@
 #include "load_proc.hpp"
 #include "load_report.hpp"
 #include "reactor/models/registry.hpp"
+#include "support/process.hpp"
 
 namespace {
 
+using namespace std::chrono_literals;
 using load::LatencyHistogram;
 
 // Within `rel` relative error.
@@ -612,32 +613,23 @@ std::string slurp(const std::string& path) {
 
 // An echo server (textbook-echo by default) on an ephemeral port; stopped (SIGTERM) by stop().
 struct EchoServer {
-  explicit EchoServer(const std::string& log, std::vector<std::string> argv = {}) {
+  explicit EchoServer(std::vector<std::string> argv = {}) {
     if (argv.empty()) argv = {binary("TEXTBOOK_ECHO"), "--listen", "tcp://127.0.0.1:0"};
-    std::string error;
-    child = bench::Child::spawn({std::move(argv), {}, log}, error);
-    REQUIRE_MESSAGE(child, error);
-    auto line = child->read_line(bench::Millis(10'000));
-    REQUIRE(line);
-    REQUIRE(line->rfind("listening on tcp://127.0.0.1:", 0) == 0);
-    target = line->substr(13);
+    const std::string path = argv.front();
+    const std::string error = server.start(path, {argv.begin() + 1, argv.end()});
+    REQUIRE_MESSAGE(error.empty(), error);
+    const std::string first = test::lines_of(server.process.out()).front();
+    REQUIRE(first.rfind("listening on tcp://127.0.0.1:", 0) == 0);
+    target = first.substr(13);
   }
+  pid_t pid() const { return server.pid(); }
   // The summary line's numbers.
   std::map<std::string, std::uint64_t> stop() {
-    std::string out = child->stop(SIGTERM, bench::Millis(10'000));
-    CHECK(child->exit_status() == 0);
-    std::map<std::string, std::uint64_t> fields;
-    auto pos = out.find("summary: ");
-    REQUIRE(pos != std::string::npos);
-    std::istringstream ss(out.substr(pos + 9));
-    std::string kv;
-    while (ss >> kv) {
-      auto eq = kv.find('=');
-      if (eq != std::string::npos) fields[kv.substr(0, eq)] = std::stoull(kv.substr(eq + 1));
-    }
+    auto fields = test::stop_server(server, 10s);
+    REQUIRE(!fields.empty());
     return fields;
   }
-  std::optional<bench::Child> child;
+  test::ServerProcess server;
   std::string target;
 };
 
@@ -647,23 +639,16 @@ struct RunResult {
   std::string err;
 };
 
-RunResult run(std::vector<std::string> argv, bench::Millis timeout, const std::string& dir) {
-  std::string error;
-  std::string err_path = dir + "/stderr.txt";
-  auto child = bench::Child::spawn({std::move(argv), {}, err_path}, error);
-  REQUIRE_MESSAGE(child, error);
-  RunResult r;
-  r.out = child->read_all(timeout);
-  REQUIRE(child->wait(bench::Millis(5000)));
-  r.status = child->exit_status();
-  r.err = slurp(err_path);
-  return r;
+RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout) {
+  const std::string path = argv.front();
+  test::Process child = test::run_to_exit(path, {argv.begin() + 1, argv.end()}, timeout + 5s);
+  return {*child.wait_exit(0ms), child.out(), child.err()};
 }
 
-load::JsonValue run_load(const std::vector<std::string>& args, const std::string& dir) {
+load::JsonValue run_load(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {binary("REACTOR_LOAD")};
   argv.insert(argv.end(), args.begin(), args.end());
-  RunResult r = run(argv, bench::Millis(30'000), dir);
+  RunResult r = run(argv, 30s);
   INFO("stderr: ", r.err);
   CHECK(WIFEXITED(r.status));
   CHECK(WEXITSTATUS(r.status) == 0);
@@ -682,11 +667,10 @@ load::JsonValue run_load(const std::vector<std::string>& args, const std::string
 
 TEST_SUITE("integration") {
   TEST_CASE("reactor-load's byte counts match each other and textbook-echo's summary") {
-    std::string dir = temp_dir();
-    EchoServer server(dir + "/server.log");
+    EchoServer server;
 
     auto echo =
-        run_load({"--target", server.target, "--mode", "echo", "--duration", "1", "--json"}, dir);
+        run_load({"--target", server.target, "--mode", "echo", "--duration", "1", "--json"});
     CHECK(echo.find("mode")->as_string() == "echo");
     CHECK(echo.u64_or("errors", 1) == 0);
     CHECK(echo.u64_or("msgs", 0) > 0);
@@ -697,8 +681,7 @@ TEST_SUITE("integration") {
     CHECK(echo.u64_or("connections", 0) == 50);
 
     auto rate = run_load({"--target", server.target, "--mode", "connrate", "--duration", "1",
-                          "--concurrency", "8", "--threads", "2", "--json"},
-                         dir);
+                          "--concurrency", "8", "--threads", "2", "--json"});
     CHECK(rate.u64_or("errors", 1) == 0);
     CHECK(rate.u64_or("connections", 0) > 0);
     CHECK(rate.number_or("conn_per_sec", 0) > 0);
@@ -707,16 +690,13 @@ TEST_SUITE("integration") {
     CHECK(rate.u64_or("bytes_sent", 0) == rate.u64_or("connections", 0) * 64);
 
     auto fin = run_load({"--target", server.target, "--mode", "connrate", "--duration", "0.3",
-                         "--close", "fin", "--sources", "4", "--json"},
-                        dir);
+                         "--close", "fin", "--sources", "4", "--json"});
     CHECK(fin.u64_or("errors", 1) == 0);
     CHECK(fin.find("close")->as_string() == "fin");
     CHECK(fin.u64_or("sources", 0) == 4);
 
-    auto idle =
-        run_load({"--target", server.target, "--mode", "idle", "--connections", "300", "--hold",
-                  "0.2", "--server-pid", std::to_string(server.child->pid()), "--json"},
-                 dir);
+    auto idle = run_load({"--target", server.target, "--mode", "idle", "--connections", "300",
+                          "--hold", "0.2", "--server-pid", std::to_string(server.pid()), "--json"});
     CHECK(idle.u64_or("alive", 0) == 300);
     CHECK(idle.u64_or("failed", 1) == 0);
     CHECK(idle.u64_or("rss_before_bytes", 0) > 0);
@@ -735,23 +715,22 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("reactor-load turns bad arguments and an unreachable target into exit codes") {
-    std::string dir = temp_dir();
     RunResult bad =
         run({binary("REACTOR_LOAD"), "--mode", "flood", "--target", "tcp://127.0.0.1:1"},
-            bench::Millis(10'000), dir);
+            std::chrono::milliseconds(10'000));
     CHECK(WEXITSTATUS(bad.status) == 2);
     CHECK(bad.out.empty());
     CHECK(bad.err == "reactor-load: --mode: bad value 'flood' (expected connrate, echo or idle)\n");
 
     RunResult target = run({binary("REACTOR_LOAD"), "--mode", "echo", "--target", "ftp://x"},
-                           bench::Millis(10'000), dir);
+                           std::chrono::milliseconds(10'000));
     CHECK(WEXITSTATUS(target.status) == 2);
     CHECK(target.err.rfind("reactor-load: --target ftp://x: ", 0) == 0);
 
     // Nothing listens on port 1: every connect fails, counted, and the run still ends on time.
     RunResult refused = run({binary("REACTOR_LOAD"), "--mode", "connrate", "--target",
                              "tcp://127.0.0.1:1", "--duration", "0.3", "--json"},
-                            bench::Millis(10'000), dir);
+                            std::chrono::milliseconds(10'000));
     CHECK(WEXITSTATUS(refused.status) == 1);
     auto v = load::JsonValue::parse(refused.out);
     REQUIRE(v);
@@ -763,7 +742,7 @@ TEST_SUITE("integration") {
     CHECK(v->u64_or("connections", 1) == 0);
     RunResult text = run({binary("REACTOR_LOAD"), "--mode", "connrate", "--target",
                           "tcp://127.0.0.1:1", "--duration", "0.2"},
-                         bench::Millis(10'000), dir);
+                         std::chrono::milliseconds(10'000));
     CHECK(text.out.find("connect errors by cause: ECONNREFUSED (Connection refused): ") !=
           std::string::npos);
     CHECK(v->number_or("elapsed_s", 99) < 2);
@@ -772,19 +751,15 @@ TEST_SUITE("integration") {
   TEST_CASE("the textbook fork and thread servers echo byte-exact and print a summary") {
     for (const char* env : {"TEXTBOOK_FORK_ECHO", "TEXTBOOK_THREAD_ECHO"}) {
       CAPTURE(env);
-      std::string dir = temp_dir();
-      EchoServer server(dir + "/server.log", {binary(env), "--listen", "tcp://127.0.0.1:0"});
+      EchoServer server({binary(env), "--listen", "tcp://127.0.0.1:0"});
       // reactor-load checks every echoed byte against what it sent (errors_verify); 100 kB
       // messages make the servers' writes partial.
       auto echo = run_load({"--target", server.target, "--mode", "echo", "--duration", "0.5",
-                            "--connections", "8", "--json"},
-                           dir);
+                            "--connections", "8", "--json"});
       auto big = run_load({"--target", server.target, "--mode", "echo", "--duration", "0.3",
-                           "--connections", "2", "--pipeline", "2", "--size", "100000", "--json"},
-                          dir);
+                           "--connections", "2", "--pipeline", "2", "--size", "100000", "--json"});
       auto rate = run_load({"--target", server.target, "--mode", "connrate", "--count", "300",
-                            "--duration", "20", "--concurrency", "8", "--json"},
-                           dir);
+                            "--duration", "20", "--concurrency", "8", "--json"});
       for (const auto* r : {&echo, &big, &rate}) {
         CHECK(r->u64_or("errors", 1) == 0);
         CHECK(r->u64_or("bytes_received", 0) == r->u64_or("bytes_sent", 1));
@@ -792,8 +767,7 @@ TEST_SUITE("integration") {
       CHECK(rate.u64_or("connections", 0) == 300);  // --count: the burst stops at 300
       auto idle =
           run_load({"--target", server.target, "--mode", "idle", "--connections", "50", "--hold",
-                    "0.2", "--server-pid", std::to_string(server.child->pid()), "--json"},
-                   dir);
+                    "0.2", "--server-pid", std::to_string(server.pid()), "--json"});
       CHECK(idle.u64_or("alive", 0) == 50);
       // Memory per connection counts the children under fork (PSS over the process tree).
       if (std::string(env) == "TEXTBOOK_FORK_ECHO")
@@ -812,12 +786,10 @@ TEST_SUITE("integration") {
   }
 
   TEST_CASE("reactor-load echo --idle holds proven connections through the run") {
-    std::string dir = temp_dir();
-    EchoServer server(dir + "/server.log");
-    auto echo = run_load(
-        {"--target", server.target, "--mode", "echo", "--duration", "0.5", "--connections", "4",
-         "--idle", "500", "--server-pid", std::to_string(server.child->pid()), "--json"},
-        dir);
+    EchoServer server;
+    auto echo =
+        run_load({"--target", server.target, "--mode", "echo", "--duration", "0.5", "--connections",
+                  "4", "--idle", "500", "--server-pid", std::to_string(server.pid()), "--json"});
     CHECK(echo.u64_or("errors", 1) == 0);
     CHECK(echo.u64_or("idle", 0) == 500);
     CHECK(echo.u64_or("idle_ready", 0) == 500);
@@ -832,15 +804,12 @@ TEST_SUITE("integration") {
     for (const auto& info : reactor::models()) {
       const std::string model(info.name);
       CAPTURE(model);
-      std::string dir = temp_dir();
-      EchoServer server(dir + "/server.log", {binary("REACTOR_SERVER"), "--protocol", "echo",
-                                              "--model", model, "--listen", "tcp://127.0.0.1:0"});
+      EchoServer server({binary("REACTOR_SERVER"), "--protocol", "echo", "--model", model,
+                         "--listen", "tcp://127.0.0.1:0"});
       auto echo = run_load({"--target", server.target, "--mode", "echo", "--duration", "0.5",
-                            "--connections", "8", "--json"},
-                           dir);
+                            "--connections", "8", "--json"});
       auto rate = run_load({"--target", server.target, "--mode", "connrate", "--duration", "0.5",
-                            "--concurrency", "4", "--json"},
-                           dir);
+                            "--concurrency", "4", "--json"});
       CHECK(echo.u64_or("errors", 1) == 0);
       CHECK(rate.u64_or("errors", 1) == 0);
       auto summary = server.stop();
@@ -861,7 +830,7 @@ TEST_SUITE("integration") {
     RunResult r =
         run({binary("REACTOR_BENCH"), "--quick", "--out", dir, "--server", binary("REACTOR_SERVER"),
              "--baseline", binary("TEXTBOOK_ECHO"), "--load", binary("REACTOR_LOAD")},
-            bench::Millis(240'000), dir.substr(0, dir.size() - 8));
+            std::chrono::milliseconds(240'000));
     double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     INFO("stdout: ", r.out, "\nstderr: ", r.err);
     CHECK(WEXITSTATUS(r.status) == 0);
@@ -912,7 +881,7 @@ TEST_SUITE("integration") {
         run({binary("REACTOR_BENCH"), "--rounds", "2", "--duration", "0.3", "--models",
              "textbook-fork,no-such-model", "--out", dir, "--server", binary("REACTOR_SERVER"),
              "--baseline", binary("TEXTBOOK_ECHO"), "--load", binary("REACTOR_LOAD")},
-            bench::Millis(240'000), dir.substr(0, dir.size() - 8));
+            std::chrono::milliseconds(240'000));
     INFO("stdout: ", r.out, "\nstderr: ", r.err);
     CHECK(WEXITSTATUS(r.status) == 0);
     CHECK(r.out.find("note: no-such-model: refused by the server") != std::string::npos);

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "reactor/loop.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 

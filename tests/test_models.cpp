@@ -32,6 +32,8 @@
 #include "reactor/models/threadpool.hpp"
 #include "reactor/session.hpp"
 #include "reactor/socket.hpp"
+#include "support/forked_child.hpp"
+#include "support/support.hpp"
 
 namespace {
 
@@ -45,6 +47,7 @@ using reactor::Peer;
 using reactor::Protocol;
 using reactor::ServerStats;
 using reactor::Session;
+using test::parse;
 
 constexpr auto kWait = 5s;  // bound on every blocking wait in these tests
 
@@ -87,24 +90,11 @@ class CloseLog {
   std::vector<std::error_code> reasons_;
 };
 
-class EchoSession final : public Session {
- public:
-  explicit EchoSession(CloseLog* log = nullptr) : log_(log) {}
-  void on_close(std::error_code ec) override {
-    if (log_ != nullptr) log_->record(ec);
-  }
-  std::size_t on_data(Peer& peer, std::span<const std::byte> bytes) override {
-    peer.send(bytes);
-    return bytes.size();
-  }
-
- private:
-  CloseLog* log_;
-};
-
 class EchoProtocol final : public Protocol {
  public:
-  std::unique_ptr<Session> open(Hub&) override { return std::make_unique<EchoSession>(&log); }
+  std::unique_ptr<Session> open(Hub&) override {
+    return std::make_unique<test::EchoSession>([this](std::error_code ec) { log.record(ec); });
+  }
   CloseLog log;
 };
 
@@ -259,12 +249,6 @@ class FloodProtocol final : public Protocol {
 };
 
 // ---- clients ----
-
-Address parse(std::string_view url) {
-  auto address = Address::parse(url);
-  REQUIRE_MESSAGE(address.ok(), reactor::describe(url, address.error()));
-  return *address;
-}
 
 std::string unix_path() {
   static int counter = 0;
@@ -432,101 +416,40 @@ struct ServerReport {
   ServerStats stats;
 };
 
-bool read_all_within(int fd, void* data, std::size_t size, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto* p = static_cast<char*>(data);
-  while (size > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd pfd{fd, POLLIN, 0};
-    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
-    ssize_t n = ::read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-bool write_all(int fd, const void* data, std::size_t size) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// waitpid with a bound: a pidfd becomes readable when the process exits.
-bool wait_exit_within(pid_t pid, int* status, std::chrono::milliseconds timeout) {
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (pidfd) {
-    pollfd pfd{pidfd.get(), POLLIN, 0};
-    int rc;
-    do {
-      rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-    } while (rc < 0 && errno == EINTR);
-    if (rc == 0) return false;
-  }
-  return ::waitpid(pid, status, 0) == pid;
-}
-
 // A server process running run() on its only thread; stop() is SIGTERM.
 class ForkedServer {
  public:
   ForkedServer(Kind kind, Protocol& protocol, const ModelOptions& options = test_options(),
-               const std::vector<std::string>& urls = {"tcp://127.0.0.1:0"}) {
-    int pipe_fds[2];
-    REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
-    Fd read_end(pipe_fds[0]);
-    Fd write_end(pipe_fds[1]);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) serve(kind, protocol, options, urls, write_end.get());
-    write_end.reset();
-    report_fd_ = std::move(read_end);
+               const std::vector<std::string>& urls = {"tcp://127.0.0.1:0"})
+      : child_([&](int report_fd) { return serve(kind, protocol, options, urls, report_fd); }) {
     for (std::size_t i = 0; i < urls.size(); ++i) {
-      std::uint32_t length = 0;
-      REQUIRE(read_all_within(report_fd_.get(), &length, sizeof(length), kWait));
-      REQUIRE(length > 0);
-      std::string text(length, '\0');
-      REQUIRE(read_all_within(report_fd_.get(), text.data(), length, kWait));
-      addresses_.push_back(parse(text));
-    }
-  }
-  ~ForkedServer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
+      const auto text = child_.read_text(kWait);
+      REQUIRE(text.has_value());
+      REQUIRE(!text->empty());
+      addresses_.push_back(parse(*text));
     }
   }
   const Address& address() const { return addresses_.front(); }
   const std::vector<Address>& addresses() const { return addresses_; }
 
   ServerStats stop() {
-    REQUIRE(::kill(pid_, SIGTERM) == 0);
+    REQUIRE(child_.signal(SIGTERM));
     ServerReport report;
-    bool got = read_all_within(report_fd_.get(), &report, sizeof(report), 3 * kWait);
-    int status = 0;
-    bool exited = wait_exit_within(pid_, &status, kWait);
-    if (exited) pid_ = -1;
+    bool got = child_.read(&report, sizeof(report), 3 * kWait);
+    const auto status = child_.wait_exit(kWait);
     REQUIRE(got);
-    REQUIRE(exited);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
+    REQUIRE(status.has_value());
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
     CHECK(report.run_error == 0);
     CHECK_MESSAGE(report.no_children == 1, "the server left children behind");
     return report.stats;
   }
 
  private:
-  [[noreturn]] static void serve(Kind kind, Protocol& protocol, const ModelOptions& options,
-                                 const std::vector<std::string>& urls, int report_fd) {
+  // The child's side: exit codes say what failed.
+  static int serve(Kind kind, Protocol& protocol, const ModelOptions& options,
+                   const std::vector<std::string>& urls, int report_fd) {
     // Blocked before anything else, so that a SIGTERM sent early waits for run()'s signalfd.
     sigset_t set;
     sigemptyset(&set);
@@ -536,25 +459,19 @@ class ForkedServer {
     auto model = make_model(kind, protocol, options);
     for (const auto& url : urls) {
       auto address = Address::parse(url);
-      if (!address) ::_exit(3);
+      if (!address) return 3;
       auto bound = model->listen(*address);
-      if (!bound) ::_exit(4);
-      std::string text = bound->to_string();
-      auto length = static_cast<std::uint32_t>(text.size());
-      if (!write_all(report_fd, &length, sizeof(length)) ||
-          !write_all(report_fd, text.data(), text.size())) {
-        ::_exit(5);
-      }
+      if (!bound) return 4;
+      if (!test::ForkedChild::send_text(report_fd, bound->to_string())) return 5;
     }
     ServerReport report;
     report.run_error = model->run().value();
     report.stats = model->stats();
     report.no_children = ::waitpid(-1, nullptr, WNOHANG) < 0 && errno == ECHILD ? 1 : 0;
-    ::_exit(write_all(report_fd, &report, sizeof(report)) ? 0 : 6);
+    return test::ForkedChild::write_all(report_fd, &report, sizeof(report)) ? 0 : 6;
   }
 
-  pid_t pid_ = -1;
-  Fd report_fd_;
+  test::ForkedChild child_;
   std::vector<Address> addresses_;
 };
 

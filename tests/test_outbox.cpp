@@ -11,7 +11,7 @@
 #include "reactor/error.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/outbox.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <set>
 #include <string>
 
-#include "fake_peer.hpp"
+#include "support/fake_peer.hpp"
 #include "protocols/plugin_loader.hpp"
 #include "reactor/local_hub.hpp"
 #include "reactor/plugin.hpp"

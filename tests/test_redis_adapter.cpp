@@ -10,7 +10,7 @@
 #include "reactor/loop.hpp"
 #include "reactor/redis/loop_adapter.hpp"
 #include "reactor/redis/redis_hub.hpp"
-#include "redis_server.hpp"
+#include "support/redis_server.hpp"
 
 using namespace std::chrono_literals;
 

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "process.hpp"
-#include "redis_server.hpp"
+#include "support/process.hpp"
+#include "support/redis_server.hpp"
 
 using namespace std::chrono_literals;
 
@@ -27,7 +27,7 @@ test::ServerProcess start_instance(const test::RedisServer& redis, std::string t
 std::unique_ptr<test::ChatClient> join_as(const test::ServerProcess& server,
                                           const std::string& nick) {
   auto client = std::make_unique<test::ChatClient>(server.addresses.at(0));
-  CHECK(client->ask("/nick " + nick) == "OK nick " + nick + ", joined lobby");
+  CHECK(client->ask_past("/nick " + nick) == "OK nick " + nick + ", joined lobby");
   return client;
 }
 
@@ -36,7 +36,7 @@ bool eventually(test::ChatClient& client, const std::string& command, const std:
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   std::string last;
   while (std::chrono::steady_clock::now() < deadline) {
-    last = client.ask(command);
+    last = client.ask_past(command);
     if (last == want) return true;
   }
   MESSAGE(command << " answered '" << last << "', expected '" << want << "'");
@@ -59,21 +59,21 @@ TEST_CASE("two instances on one Redis share rooms, nicks, /who, /rooms and priva
   auto bob = join_as(b, "bob");
 
   auto other = std::make_unique<test::ChatClient>(b.addresses.at(0));
-  CHECK(other->ask("/nick alice") == "ERR nick taken: alice");  // held on the other instance
+  CHECK(other->ask_past("/nick alice") == "ERR nick taken: alice");  // held on the other instance
 
   CHECK(eventually(*alice, "/who", "OK 2 in lobby: alice bob"));
-  CHECK(bob->ask("/who") == "OK 2 in lobby: alice bob");
-  CHECK(bob->ask("/rooms") == "OK 1 room: lobby(2)");
+  CHECK(bob->ask_past("/who") == "OK 2 in lobby: alice bob");
+  CHECK(bob->ask_past("/rooms") == "OK 1 room: lobby(2)");
 
   bob->send_line("hello from b");
   std::vector<std::string> seen;
   CHECK_MESSAGE(alice->wait_for("bob: hello from b", seen), joined(seen));
 
-  CHECK(alice->ask("/msg bob psst") == "OK sent to bob");
+  CHECK(alice->ask_past("/msg bob psst") == "OK sent to bob");
   CHECK(bob->wait_for("[private] alice: psst"));
-  CHECK(alice->ask("/msg nobody x") == "ERR no such nick");
+  CHECK(alice->ask_past("/msg nobody x") == "ERR no such nick");
 
-  CHECK(alice->ask("/join dev") == "OK joined dev");
+  CHECK(alice->ask_past("/join dev") == "OK joined dev");
   CHECK(bob->wait_for("* alice left"));
   CHECK(eventually(*bob, "/rooms", "OK 2 rooms: dev(1) lobby(1)"));
 
@@ -90,18 +90,18 @@ TEST_CASE("across instances nicks and rooms ignore case and show as their owner 
   auto alice = join_as(a, "Alice");
   auto bob = join_as(b, "bob");
   auto other = std::make_unique<test::ChatClient>(b.addresses.at(0));
-  CHECK(other->ask("/nick alice") == "ERR nick taken: alice");  // held on the other instance
+  CHECK(other->ask_past("/nick alice") == "ERR nick taken: alice");  // held on the other instance
   CHECK(eventually(*bob, "/who", "OK 2 in lobby: Alice bob"));
-  CHECK(alice->ask("/who") == "OK 2 in lobby: Alice bob");
-  CHECK(bob->ask("/msg ALICE hi") == "OK sent to ALICE");
+  CHECK(alice->ask_past("/who") == "OK 2 in lobby: Alice bob");
+  CHECK(bob->ask_past("/msg ALICE hi") == "OK sent to ALICE");
   CHECK(alice->wait_for("[private] bob: hi"));
-  CHECK(alice->ask("/msg BOB hello") == "OK sent to BOB");
+  CHECK(alice->ask_past("/msg BOB hello") == "OK sent to BOB");
   CHECK(bob->wait_for("[private] Alice: hello"));
 
   // A room created on one instance keeps its spelling when joined from another.
-  CHECK(alice->ask("/join Dev") == "OK joined Dev");
+  CHECK(alice->ask_past("/join Dev") == "OK joined Dev");
   CHECK(bob->wait_for("* Alice left"));
-  CHECK(bob->ask("/join DEV") == "OK joined Dev");
+  CHECK(bob->ask_past("/join DEV") == "OK joined Dev");
   CHECK(alice->wait_for("* bob joined"));
   CHECK(eventually(*other, "/rooms", "OK 1 room: Dev(2)"));
   CHECK(eventually(*alice, "/who", "OK 2 in Dev: Alice bob"));
@@ -109,10 +109,10 @@ TEST_CASE("across instances nicks and rooms ignore case and show as their owner 
   CHECK(alice->wait_for("bob: in Dev"));
 
   // A new spelling of one's own nick keeps the nick (the lease is not released) and shows.
-  CHECK(alice->ask("/nick ALICE") == "OK nick ALICE");
+  CHECK(alice->ask_past("/nick ALICE") == "OK nick ALICE");
   CHECK(bob->wait_for("* Alice is now ALICE"));
   CHECK(eventually(*bob, "/who", "OK 2 in Dev: ALICE bob"));
-  CHECK(other->ask("/nick alice") == "ERR nick taken: alice");
+  CHECK(other->ask_past("/nick alice") == "ERR nick taken: alice");
   CHECK(test::redis_ask(redis.port(), "EXISTS chat:nick:alice") == ":1");  // the folded key
   CHECK(test::redis_ask(redis.port(), "EXISTS chat:nick:ALICE") == ":0");
   test::stop_server(a);
@@ -121,9 +121,9 @@ TEST_CASE("across instances nicks and rooms ignore case and show as their owner 
 
 TEST_CASE("under --model reuseport every loop is an instance of its own on the hub") {
   test::RedisServer redis;
-  auto a = test::start_server(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0",
-                                        "--model", "reuseport", "--workers", "3", "--hub",
-                                        redis.url() + "?ttl=2"});
+  auto a =
+      test::start_server(kServer, {"--protocol", "chat", "--listen", "tcp://127.0.0.1:0", "--model",
+                                   "reuseport", "--workers", "3", "--hub", redis.url() + "?ttl=2"});
   REQUIRE(a.has_value());
   auto b = start_instance(redis);
   // The kernel spreads these over a's three loops; whichever loop, they all share the room.
@@ -133,7 +133,7 @@ TEST_CASE("under --model reuseport every loop is an instance of its own on the h
   clients.push_back(join_as(b, "u6"));
   for (int i = 0; i < 7; ++i) everyone += " u" + std::to_string(i);
   CHECK(eventually(*clients[6], "/who", everyone));
-  CHECK(clients[0]->ask("/nick u6") == "ERR nick taken: u6");
+  CHECK(clients[0]->ask_past("/nick u6") == "ERR nick taken: u6");
   clients[6]->send_line("hi from b");
   for (int i = 0; i < 6; ++i) CHECK(clients[i]->wait_for("u6: hi from b"));
   clients[1]->send_line("hi from a");
@@ -191,7 +191,7 @@ TEST_CASE("Redis restarted mid-run: one notice each way, lines refused meanwhile
   alice->send_line("back again");
   CHECK(bob->wait_for("alice: back again"));
   auto other = std::make_unique<test::ChatClient>(a.addresses.at(0));
-  CHECK(other->ask("/nick bob") == "ERR nick taken: bob");  // the nick was claimed again
+  CHECK(other->ask_past("/nick bob") == "ERR nick taken: bob");  // the nick was claimed again
   test::stop_server(a);
   test::stop_server(b);
 }
@@ -208,8 +208,8 @@ TEST_CASE("an instance killed with SIGKILL: its users leave the others' rooms wi
   REQUIRE(b.process.wait_exit(10s).has_value());
   std::vector<std::string> seen;
   CHECK_MESSAGE(alice->wait_for("* bob left", seen), joined(seen));
-  CHECK(alice->ask("/who") == "OK 1 in lobby: alice");
-  CHECK(alice->ask("/msg bob still there?") == "ERR no such nick");
+  CHECK(alice->ask_past("/who") == "OK 1 in lobby: alice");
+  CHECK(alice->ask_past("/msg bob still there?") == "ERR no such nick");
   auto bob_again = join_as(a, "bob");  // the lease ran out
   CHECK(alice->wait_for("* bob joined"));
   test::stop_server(a);
@@ -231,7 +231,7 @@ TEST_CASE("an instance stopped cleanly: its users leave once, not again when its
     if (auto line = alice->read_line(200ms)) seen.push_back(*line);
   }
   CHECK_MESSAGE(seen.empty(), joined(seen));
-  CHECK(alice->ask("/who") == "OK 1 in lobby: alice");
+  CHECK(alice->ask_past("/who") == "OK 1 in lobby: alice");
   test::stop_server(a);
 }
 

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
+#include "support/fake_peer.hpp"
 #include "protocols/registry.hpp"
 #include "reactor/local_hub.hpp"
 

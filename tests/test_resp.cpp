@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "fake_peer.hpp"
+#include "support/fake_peer.hpp"
 #include "protocols/registry.hpp"
 #include "protocols/resp/glob.hpp"
 #include "protocols/resp/parser.hpp"

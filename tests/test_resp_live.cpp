@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "process.hpp"
+#include "support/process.hpp"
 
 using namespace std::chrono_literals;
 

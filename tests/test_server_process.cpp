@@ -12,8 +12,8 @@
 #include <iterator>
 #include <thread>
 
-#include "process.hpp"
-#include "support.hpp"
+#include "support/process.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 

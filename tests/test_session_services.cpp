@@ -13,8 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "process.hpp"
-#include "support.hpp"
+#include "support/proc_stats.hpp"
+#include "support/process.hpp"
+#include "support/support.hpp"
 
 namespace {
 
@@ -156,17 +157,7 @@ TEST_CASE("send_file interleaves a file range with the bytes sent before and aft
 
 namespace {
 std::size_t rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  std::size_t value = 0;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      status >> value;
-      return value;
-    }
-    status.ignore(1 << 20, '\n');
-  }
-  return 0;
+  return test::rss_kib(pid).value_or(0);
 }
 }  // namespace
 

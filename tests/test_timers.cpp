@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "reactor/timers.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 using reactor::TimerQueue;
 using Clock = TimerQueue::Clock;

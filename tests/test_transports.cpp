@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "reactor/datagram.hpp"
-#include "support.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 

@@ -17,15 +17,33 @@
 #include <utility>
 #include <vector>
 
-#include "client_loop.hpp"
-#include "clients.hpp"
-#include "proc_stats.hpp"
 #include "reactor/models/registry.hpp"
-#include "server_process.hpp"
+#include "support/client_loop.hpp"
+#include "support/clients.hpp"
+#include "support/proc_stats.hpp"
+#include "support/process.hpp"
 
 namespace fault {
 
 using namespace std::chrono_literals;
+// The shared support library (tests/support/), by the names the scenarios use.
+using test::Client;
+using test::ClientLoop;
+using test::Clock;
+using test::EchoClient;
+using test::fill_pattern;
+using test::LineClient;
+using test::open_fd_count;
+using test::pattern;
+using test::pattern_byte;
+using test::pattern_mismatch;
+using test::raise_fd_limit;
+using test::rss_kib;
+using test::ServerProcess;
+using test::SpawnOptions;
+using test::StreamEchoClient;
+using test::Summary;
+using test::Tally;
 
 // FAULT_SERVER runs the suite against another reactor-server build.
 inline const std::string kServerPath =
@@ -52,16 +70,31 @@ inline long env_number(const char* name, long fallback) {
   return end != text && *end == '\0' && value > 0 ? value : fallback;
 }
 
+// reactor-server's arguments for `protocol` on tcp://127.0.0.1:0 under `model`, then `extra`.
+inline std::vector<std::string> server_args(const std::string& protocol, const std::string& model,
+                                            const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args = {"--protocol",        protocol,  "--listen",
+                                   "tcp://127.0.0.1:0", "--model", model};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// Our environment, less MALLOC_PERTURB_ (meson test sets it): it makes malloc write every byte
+// it hands out, and the server's RSS would then show buffer capacity, not use.
+inline SpawnOptions server_options() {
+  SpawnOptions options;
+  options.unset_env = {"MALLOC_PERTURB_"};
+  return options;
+}
+
 // Raises our descriptor limit, then starts the server (failing the test if it does not come up).
 inline void start_server(ServerProcess& server, const std::string& protocol,
-                         std::vector<std::string> extra_args = {}, rlim_t max_files = 0) {
+                         const std::vector<std::string>& extra_args = {}, rlim_t max_files = 0) {
   raise_fd_limit();
-  ServerConfig config;
-  config.protocol = protocol;
-  config.model = server_model();
-  config.extra_args = std::move(extra_args);
-  config.max_files = max_files;
-  const std::string error = server.start(kServerPath, config);
+  SpawnOptions options = server_options();
+  options.max_files = max_files;
+  const std::string error =
+      server.start(kServerPath, server_args(protocol, server_model(), extra_args), options);
   REQUIRE_MESSAGE(error.empty(), error);
 }
 

@@ -76,7 +76,7 @@ TEST_CASE("fd exhaustion: the surplus is shed and the server recovers fully") {
   const Summary summary = server.summary();
   CHECK(summary.at("shed") == refused);
   CHECK(summary.at("connections") == kWarmUpConnections + served.size() + kSecondWave);
-  CHECK(server.errors().find("out of file descriptors") != std::string::npos);
+  CHECK(server.process.err().find("out of file descriptors") != std::string::npos);
   MESSAGE("fd exhaustion: RLIMIT_NOFILE "
           << kServerFiles << ", " << baseline_fds << " descriptors in use idle: of " << kFirstWave
           << " clients " << served.size() << " served and " << refused << " shed (summary shed="

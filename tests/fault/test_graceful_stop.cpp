@@ -31,14 +31,15 @@ TEST_CASE("graceful stop: SIGTERM under load echoes every byte taken in before c
   }
 
   const auto signalled = Clock::now();
-  REQUIRE(server.signal(SIGTERM));
+  REQUIRE(server.process.signal(SIGTERM));
   // The clients keep streaming and reading until the server closes them.
   const bool all_closed = loop.run_until([&] { return loop.open_count() == 0; }, 60s);
   const double close_seconds = seconds_between(signalled, Clock::now());
   CHECK_MESSAGE(all_closed, loop.open_count() << " clients still open 60 s after SIGTERM");
-  REQUIRE(server.wait_exit(30s));
+  REQUIRE(server.process.wait_exit(30s).has_value());
   const double exit_seconds = seconds_between(signalled, Clock::now());
-  CHECK_MESSAGE(server.exit_code() == 0, "exit " << server.exit_code() << "; " << server.errors());
+  CHECK_MESSAGE(server.process.exit_code() == 0,
+                "exit " << server.process.exit_code() << "; " << server.process.err());
 
   std::uint64_t received = 0, sent = 0;
   std::size_t reset = 0;
@@ -50,7 +51,7 @@ TEST_CASE("graceful stop: SIGTERM under load echoes every byte taken in before c
     reset += s->end_error() == ECONNRESET || s->write_error() == ECONNRESET ? 1 : 0;
   }
   const Summary summary = server.summary();
-  REQUIRE_MESSAGE(!summary.empty(), "no summary in: " << server.output());
+  REQUIRE_MESSAGE(!summary.empty(), "no summary in: " << server.process.out());
   CHECK(summary.at("connections") == kStreamers);
   CHECK(summary.at("bytes_out") == summary.at("bytes_in"));
   CHECK_MESSAGE(received == summary.at("bytes_out"),

@@ -206,7 +206,7 @@ TEST_CASE(
       duration);
   // What the servers logged, for the message of a failing check (the last 2,000 bytes).
   auto said = [](const ServerProcess& server) {
-    const std::string errors = server.errors();
+    const std::string errors = server.process.err();
     return "server stderr: " + errors.substr(errors.size() > 2000 ? errors.size() - 2000 : 0);
   };
   CHECK_FALSE_MESSAGE(broke, "stopped after " << fixed(seconds_between(start, Clock::now()), 1)

@@ -23,7 +23,7 @@
 
 #include "reactor/fd.hpp"
 
-namespace fault {
+namespace test {
 
 using Clock = std::chrono::steady_clock;
 
@@ -176,4 +176,4 @@ class ClientLoop {
   Clock::duration longest_turn_{};
 };
 
-}  // namespace fault
+}  // namespace test

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
-namespace fault {
+namespace test {
 namespace {
 
 // Work per client per turn is bounded (256 KiB read, 1 MiB written) so that no client waits long
@@ -267,4 +267,4 @@ bool ClientLoop::run_until(const std::function<bool()>& done, Clock::duration li
   }
 }
 
-}  // namespace fault
+}  // namespace test

@@ -8,7 +8,7 @@
 
 #include "client_loop.hpp"
 
-namespace fault {
+namespace test {
 
 // A deterministic byte stream per seed, addressable at any offset: what a client sent can be
 // re-derived to check what came back without keeping a copy.
@@ -98,4 +98,4 @@ class LineClient : public Client {
   std::string partial_;
 };
 
-}  // namespace fault
+}  // namespace test

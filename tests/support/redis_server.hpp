@@ -1,6 +1,6 @@
 // A real redis-server for tests: started on 127.0.0.1 on a free port with persistence off and
 // its files in a temp dir, ready once it answers PING (bounded), killed with the test.
-// Also a line-based chat client (the same as test_chat_live's) for the cluster tests.
+// Includes the chat client (chat_client.hpp) the hub and cluster tests drive.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "chat_client.hpp"
 #include "process.hpp"
 #include "support.hpp"
 
@@ -109,89 +110,6 @@ class RedisServer {
   std::string dir_;
   int port_ = 0;
   std::optional<Process> process_;
-};
-
-// A chat client over a blocking socket; reads whole lines with a bounded wait.
-class ChatClient {
- public:
-  explicit ChatClient(const reactor::Address& address) {
-    auto fd = reactor::open_socket(address, /*blocking=*/true);
-    REQUIRE_MESSAGE(fd.ok(), fd.error().message());
-    REQUIRE_MESSAGE(::connect(fd->get(), address.sockaddr_ptr(), address.length()) == 0,
-                    "connect " << address.to_string() << ": " << std::strerror(errno));
-    REQUIRE_FALSE(reactor::set_receive_timeout(fd->get(), 1s));
-    REQUIRE_FALSE(reactor::set_send_timeout(fd->get(), 10s));
-    fd_ = std::move(*fd);
-  }
-
-  void send_line(std::string_view text) { send_all(fd_.get(), std::string(text) + "\n"); }
-
-  // The next line, waiting at most `limit`; nullopt on timeout or EOF ("eof" in last_error()).
-  std::optional<std::string> read_line(std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      const std::size_t end = buffer_.find('\n');
-      if (end != std::string::npos) {
-        std::string line = buffer_.substr(0, end);
-        buffer_.erase(0, end + 1);
-        return line;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        error_ = "timeout";
-        return std::nullopt;
-      }
-      char chunk[65536];
-      const ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
-      if (n > 0) {
-        buffer_.append(chunk, static_cast<std::size_t>(n));
-      } else if (n == 0) {
-        error_ = "eof";
-        return std::nullopt;
-      } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-        error_ = std::strerror(errno);
-        return std::nullopt;
-      }
-    }
-  }
-
-  // Reads until a line equal to `want` (true) or `limit` passes / EOF (false); the lines read
-  // on the way are appended to `seen`.
-  bool wait_for(std::string_view want, std::vector<std::string>& seen,
-                std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      auto line = read_line(left);
-      if (!line) return false;
-      seen.push_back(*line);
-      if (*line == want) return true;
-    }
-  }
-  bool wait_for(std::string_view want, std::chrono::milliseconds limit = 10s) {
-    std::vector<std::string> seen;
-    return wait_for(want, seen, limit);
-  }
-
-  // Sends `command` and returns the next line starting with OK or ERR (skipping notices).
-  std::string ask(std::string_view command) {
-    send_line(command);
-    for (int i = 0; i < 1000; ++i) {
-      auto line = read_line();
-      REQUIRE_MESSAGE(line.has_value(), "no reply to " << command << ": " << error_);
-      if (line->starts_with("OK") || line->starts_with("ERR")) return *line;
-    }
-    FAIL("no reply to " << command);
-    return {};
-  }
-
-  const std::string& last_error() const { return error_; }
-
- private:
-  reactor::Fd fd_;
-  std::string buffer_;
-  std::string error_;
 };
 
 }  // namespace test

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <optional>
 
-namespace fault {
+namespace test {
 
 // Entries in /proc/PID/fd; nullopt if the process is gone.
 std::optional<std::size_t> open_fd_count(pid_t pid);
@@ -17,4 +17,4 @@ std::optional<std::size_t> rss_kib(pid_t pid);
 // Raises our own RLIMIT_NOFILE soft limit to the hard limit; returns the new soft limit.
 std::size_t raise_fd_limit();
 
-}  // namespace fault
+}  // namespace test

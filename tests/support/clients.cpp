@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace fault {
+namespace test {
 namespace {
 
 std::uint64_t splitmix64(std::uint64_t x) noexcept {
@@ -158,4 +158,4 @@ void LineClient::on_data(std::string_view bytes) {
   partial_.append(bytes.substr(start));
 }
 
-}  // namespace fault
+}  // namespace test

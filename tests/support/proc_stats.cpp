@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-namespace fault {
+namespace test {
 
 std::optional<std::size_t> open_fd_count(pid_t pid) {
   const std::string path = "/proc/" + std::to_string(pid) + "/fd";
@@ -49,4 +49,4 @@ std::size_t raise_fd_limit() {
   return static_cast<std::size_t>(limit.rlim_cur);
 }
 
-}  // namespace fault
+}  // namespace test

@@ -24,12 +24,21 @@ namespace test {
 
 using namespace std::chrono_literals;
 
+// Sends back every byte it gets. `on_close`, if given, hears why the connection ended.
 class EchoSession final : public reactor::Session {
  public:
+  explicit EchoSession(std::function<void(std::error_code)> on_close = {})
+      : on_close_(std::move(on_close)) {}
   std::size_t on_data(reactor::Peer& peer, std::span<const std::byte> bytes) override {
     peer.send(bytes);
     return bytes.size();
   }
+  void on_close(std::error_code ec) override {
+    if (on_close_) on_close_(ec);
+  }
+
+ private:
+  std::function<void(std::error_code)> on_close_;
 };
 
 class EchoProtocol final : public reactor::Protocol {
