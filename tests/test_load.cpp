@@ -594,7 +594,7 @@ namespace {
 
 std::string binary(const char* env) {
   const char* v = std::getenv(env);
-  REQUIRE_MESSAGE(v != nullptr, env, " is not set (run through meson test)");
+  REQUIRE_MESSAGE(v != nullptr, std::string(env), " is not set (run through meson test)");
   return v;
 }
 

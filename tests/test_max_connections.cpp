@@ -11,8 +11,8 @@
 #include <iterator>
 #include <sstream>
 
-#include "process.hpp"
-#include "support.hpp"
+#include "support/process.hpp"
+#include "support/support.hpp"
 
 using namespace std::chrono_literals;
 
