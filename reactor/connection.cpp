@@ -151,13 +151,16 @@ void Connection::read_message() {
     handle_peer_eof();
     return;
   }
-  owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);
-  note_activity();
-  if (msg.msg_flags & MSG_TRUNC) {
+  if (msg.msg_flags & MSG_TRUNC) {  // cut to the buffer: dropped whole, not counted as read
     ++owner_.counters_.messages_too_large;
+    if (log_enabled(LogLevel::info)) {
+      log(LogLevel::info, "%s: dropped: a message over %zu bytes", remote().c_str(), sizeof(stack));
+    }
     close_now(Errc::message_too_large);
     return;
   }
+  owner_.counters_.bytes_in += static_cast<std::uint64_t>(n);
+  note_activity();
   deliver({stack, static_cast<std::size_t>(n)}, false);
 }
 

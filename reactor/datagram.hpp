@@ -1,7 +1,13 @@
 // DatagramEndpoint: a bound UDP socket driven by the loop. Each datagram is one on_data call
 // whose Peer answers the sender; boundaries are kept both ways. A datagram larger than the
 // receive buffer is counted and reported (Errc::message_too_large), never silently cut.
+// On a wildcard address (0.0.0.0, [::], *) a reply leaves from the address its datagram was sent
+// to (IP_PKTINFO / IPV6_RECVPKTINFO), not from whichever address the route prefers: a client
+// that sent to 127.0.0.2, or to one of several addresses of a host, gets its answer from there
+// (a connected UDP client drops anything else).
 #pragma once
+
+#include <netinet/in.h>
 
 #include <cstdint>
 #include <deque>
@@ -51,11 +57,19 @@ class DatagramEndpoint final : public Watcher {
 
  private:
   class ReplyPeer;
+  // Where a datagram arrived (wildcard endpoints): the address its reply must leave from.
+  struct Source {
+    enum Kind : unsigned char { none, v4_info, v6_info } kind = none;  // none: the route chooses
+    in_pktinfo v4{};
+    in6_pktinfo v6{};
+  };
   struct Pending {
     Address to;
+    Source from;
     std::vector<std::byte> bytes;
   };
-  void send_to(const Address& to, std::span<const std::byte> bytes);
+  void send_to(const Address& to, const Source& from, std::span<const std::byte> bytes);
+  ssize_t send_now(const Address& to, const Source& from, std::span<const std::byte> bytes);
   void flush_queue();
 
   Loop& loop_;
@@ -63,6 +77,7 @@ class DatagramEndpoint final : public Watcher {
   std::unique_ptr<Session> session_;
   std::size_t max_datagram_;
   WatchId watch_ = kNoWatch;
+  bool wildcard_ = false;      // bound to a wildcard address: replies carry their source
   std::deque<Pending> queue_;  // replies the kernel could not take yet (EAGAIN)
   DatagramStats stats_;
   std::function<void(std::error_code, const Address&)> on_error_;

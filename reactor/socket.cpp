@@ -137,6 +137,17 @@ Result<Fd> connect_blocking(const Address& address, std::chrono::milliseconds ti
   }
 }
 
+Result<StreamListener> listen_stream(const Address& address) {
+  if (address.transport() != Transport::tcp && address.transport() != Transport::unix_stream) {
+    return Errc::wrong_transport;
+  }
+  auto fd = listen_on(address);
+  if (!fd) return fd.error();
+  auto bound = local_address(fd->get(), address.transport());
+  if (!bound) return bound.error();
+  return StreamListener{std::move(*fd), std::move(*bound)};
+}
+
 Result<Address> local_address(int fd, Transport transport) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);

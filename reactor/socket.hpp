@@ -26,6 +26,15 @@ struct ListenOptions {
 // Stream and seqpacket: socket+bind+listen. UDP: socket+bind.
 Result<Fd> listen_on(const Address& address, const ListenOptions& options = {});
 
+// A stream listener for a model that serves TCP and UNIX stream only (fork, thread): the socket
+// and the address it is bound to (port 0 -> the real port); other transports give
+// Errc::wrong_transport.
+struct StreamListener {
+  Fd fd;
+  Address bound;
+};
+Result<StreamListener> listen_stream(const Address& address);
+
 // A new socket for `address`'s family/type (nonblocking unless `blocking`).
 Result<Fd> open_socket(const Address& address, bool blocking = false);
 

@@ -481,8 +481,8 @@ TEST_CASE("tcp://*:P serves IPv4 and IPv6 clients; tcp://[::]:P is IPv6 only") {
 }
 
 TEST_CASE("seqpacket: a 64 KiB message echoes, a larger one closes the connection") {
-  auto server = test::start_server(
-      kServer, {"--protocol", "echo", "--listen", "seqpacket:" + unique_path("limits")});
+  auto server = test::start_server(kServer, {"--protocol", "echo", "--log-level", "info",
+                                             "--listen", "seqpacket:" + unique_path("limits")});
   REQUIRE(server);
   const auto address = server->addresses.at(0);
   CHECK(check_messages(address, {1, 65536}, true) == 65537);
@@ -492,6 +492,9 @@ TEST_CASE("seqpacket: a 64 KiB message echoes, a larger one closes the connectio
   CHECK(wait_closed(fd.get(), 10s) == "");
   auto summary = test::stop_server(*server);
   CHECK(summary["failed"] == 1);
+  CHECK(summary["too_large"] == 1);     // counted as what it was
+  CHECK(summary["bytes_in"] == 65537);  // the dropped message is not counted as read
+  CHECK(server->process.err().find("dropped: a message over 65536 bytes") != std::string::npos);
 }
 
 TEST_CASE("seqpacket: a zero-length message reads as EOF and the server closes") {

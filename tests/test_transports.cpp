@@ -138,6 +138,38 @@ TEST_CASE("a SEQPACKET message larger than the receive buffer is reported, not c
   CHECK(stats.failed == 1);
 }
 
+TEST_CASE("UDP on a wildcard address replies from the address each datagram was sent to") {
+  // Sent to 127.0.0.2, the route would answer from 127.0.0.1, which a connected client drops.
+  struct Case {
+    std::string_view listen;
+    std::string_view target;
+  };
+  for (const Case& c :
+       {Case{"udp://0.0.0.0:0", "udp://127.0.0.2"}, Case{"udp://*:0", "udp://127.0.0.2"},
+        Case{"udp://*:0", "udp://[::1]"}, Case{"udp://[::]:0", "udp://[::1]"}}) {
+    CAPTURE(c.listen);
+    CAPTURE(c.target);
+    test::EchoProtocol echo;
+    test::ServerThread server(echo);
+    auto address = server.listen(c.listen);
+    server.start();
+    auto target = test::parse(std::string(c.target) + ":" + std::to_string(address.port()));
+    auto fd = test::connect_to(target);  // connected: takes datagrams from `target` only
+    for (unsigned i = 0; i < 3; ++i) {
+      auto payload = test::random_bytes(100 + i, i + 1);
+      REQUIRE(::send(fd.get(), payload.data(), payload.size(), 0) ==
+              static_cast<ssize_t>(payload.size()));
+      pollfd p{fd.get(), POLLIN, 0};
+      REQUIRE(::poll(&p, 1, 10'000) == 1);  // bounded: a reply from elsewhere never arrives
+      std::vector<std::byte> back(4096);
+      ssize_t n = ::recv(fd.get(), back.data(), back.size(), 0);
+      REQUIRE(n == static_cast<ssize_t>(payload.size()));
+      back.resize(static_cast<std::size_t>(n));
+      CHECK(back == payload);
+    }
+  }
+}
+
 TEST_CASE("a UDP datagram larger than the endpoint's buffer is counted and reported") {
   auto loop = test::make_loop();
   auto fd = reactor::listen_on(test::parse("udp://127.0.0.1:0"));

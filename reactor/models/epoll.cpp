@@ -204,6 +204,7 @@ ServerStats EpollServer::stats() const {
   s.bytes_out = c.bytes_out;
   s.writes = c.writes;
   s.read_pauses = c.read_pauses;
+  s.messages_too_large = c.messages_too_large;
   s.live = connections_.size();
   s.rejected = rejected_;
   s.shed = fd_limit_shed_;

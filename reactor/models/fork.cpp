@@ -221,7 +221,6 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
     if (!stopping) refuse_connection(client.get(), transport, protocol);
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
-  if (transport == Transport::tcp) set_no_delay(client.get(), true);
   Fd parent_end, child_end;
   // Made here, not in the child: every page the child touches first (heap or code: inet_ntop,
   // printf) is a page fault there.
@@ -513,17 +512,13 @@ ForkModel::~ForkModel() = default;
 Result<Address> ForkModel::listen(const Address& address) {
   State& s = *state_;
   if (!s.loop) return s.loop_error;
-  if (address.transport() != Transport::tcp && address.transport() != Transport::unix_stream) {
-    return Errc::wrong_transport;
-  }
-  auto fd = listen_on(address);
-  if (!fd) return fd.error();
-  auto bound = local_address(fd->get(), address.transport());
-  if (!bound) return bound.error();
-  auto listener = std::make_unique<State::Listener>(s, std::move(*fd), address.transport());
+  auto listening = listen_stream(address);
+  if (!listening) return listening.error();
+  auto listener =
+      std::make_unique<State::Listener>(s, std::move(listening->fd), address.transport());
   if (auto ec = listener->acceptor.start()) return ec;
   s.listeners.push_back(std::move(listener));
-  return bound;
+  return std::move(listening->bound);
 }
 
 std::error_code ForkModel::run() {

@@ -39,6 +39,8 @@ struct ServerStats {
   std::uint64_t datagrams_in = 0;
   std::uint64_t datagrams_out = 0;
   std::uint64_t datagrams_too_large = 0;
+  std::uint64_t messages_too_large =
+      0;                          // SEQPACKET messages over 64 KiB (each closed its connection)
   std::uint64_t read_pauses = 0;  // backpressure events (epoll model)
   std::uint64_t writes = 0;       // output syscalls on stream connections (send, sendfile)
 };
@@ -56,6 +58,7 @@ inline ServerStats& operator+=(ServerStats& total, const ServerStats& s) noexcep
   total.datagrams_in += s.datagrams_in;
   total.datagrams_out += s.datagrams_out;
   total.datagrams_too_large += s.datagrams_too_large;
+  total.messages_too_large += s.messages_too_large;
   total.read_pauses += s.read_pauses;
   total.writes += s.writes;
   return total;

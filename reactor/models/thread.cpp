@@ -159,7 +159,6 @@ void ThreadModel::State::start_worker(Fd socket, Transport transport) {
     if (!stopping) refuse_connection(socket.get(), transport, protocol);
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
-  if (transport == Transport::tcp) set_no_delay(socket.get(), true);
   std::unique_ptr<Session> session;
   try {
     session = protocol.open(hub);
@@ -313,17 +312,13 @@ ThreadModel::~ThreadModel() = default;
 Result<Address> ThreadModel::listen(const Address& address) {
   State& s = *state_;
   if (!s.loop) return s.loop_error;
-  if (address.transport() != Transport::tcp && address.transport() != Transport::unix_stream) {
-    return Errc::wrong_transport;
-  }
-  auto fd = listen_on(address);
-  if (!fd) return fd.error();
-  auto bound = local_address(fd->get(), address.transport());
-  if (!bound) return bound.error();
-  auto listener = std::make_unique<State::Listener>(s, std::move(*fd), address.transport());
+  auto listening = listen_stream(address);
+  if (!listening) return listening.error();
+  auto listener =
+      std::make_unique<State::Listener>(s, std::move(listening->fd), address.transport());
   if (auto ec = listener->acceptor.start()) return ec;
   s.listeners.push_back(std::move(listener));
-  return bound;
+  return std::move(listening->bound);
 }
 
 std::error_code ThreadModel::run() {

@@ -158,12 +158,13 @@ int main(int argc, char** argv) {
   auto s = model->stats();
   std::printf(
       "summary: connections=%llu bytes_in=%llu bytes_out=%llu failed=%llu rejected=%llu "
-      "shed=%llu datagrams_in=%llu datagrams_out=%llu writes=%llu\n",
+      "shed=%llu datagrams_in=%llu datagrams_out=%llu writes=%llu too_large=%llu\n",
       static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.bytes_in),
       static_cast<unsigned long long>(s.bytes_out), static_cast<unsigned long long>(s.failed),
       static_cast<unsigned long long>(s.rejected), static_cast<unsigned long long>(s.shed),
       static_cast<unsigned long long>(s.datagrams_in),
-      static_cast<unsigned long long>(s.datagrams_out), static_cast<unsigned long long>(s.writes));
+      static_cast<unsigned long long>(s.datagrams_out), static_cast<unsigned long long>(s.writes),
+      static_cast<unsigned long long>(s.datagrams_too_large + s.messages_too_large));
   std::fflush(stdout);
   model.reset();  // before the protocol it drives
   return 0;
