@@ -27,6 +27,7 @@
 #include "reactor/models/blocking_connection.hpp"
 #include "reactor/models/relay_hub.hpp"
 #include "reactor/models/stop_signals.hpp"
+#include "reactor/models/stream_listeners.hpp"
 #include "reactor/socket.hpp"
 
 namespace reactor {
@@ -512,13 +513,7 @@ ForkModel::~ForkModel() = default;
 Result<Address> ForkModel::listen(const Address& address) {
   State& s = *state_;
   if (!s.loop) return s.loop_error;
-  auto listening = listen_stream(address);
-  if (!listening) return listening.error();
-  auto listener =
-      std::make_unique<State::Listener>(s, std::move(listening->fd), address.transport());
-  if (auto ec = listener->acceptor.start()) return ec;
-  s.listeners.push_back(std::move(listener));
-  return std::move(listening->bound);
+  return add_stream_listener(s, s.listeners, address);
 }
 
 std::error_code ForkModel::run() {
