@@ -29,6 +29,14 @@ constexpr std::size_t kFirstRead = 2048;
 
 void on_wake_signal(int) {}
 
+// std::system_category() is a call into libstdc++: taken once at start-up, so that a forked
+// child's first error (the peer's reset, as often as not) touches no page of libstdc++'s code.
+const std::error_category& g_system_category = std::system_category();
+
+std::error_code errno_now() noexcept {
+  return {errno, g_system_category};
+}
+
 bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
@@ -86,7 +94,7 @@ BlockingConnection::BlockingConnection(Fd socket, std::string remote, const Bloc
       wakeable_(wakeable),
       remote_(std::move(remote)),
       socket_(std::move(socket)),
-      core_(Clock::now()) {
+      core_(limits.idle_timeout.count() > 0 ? Clock::now() : Clock::time_point()) {
   if (wakeable_ && limits_.wait_mask == nullptr) {
     core_.set_closed(errno_code(EINVAL));  // serve() runs on_open, then closes with this reason
   }
@@ -112,7 +120,7 @@ std::error_code BlockingConnection::serve(Session& session,
   }
   std::error_code reason;
   for (;;) {
-    auto now = Clock::now();
+    Now now;
     run_timers(now);
     const bool answered = unflushed_;
     if (unflushed_) {  // what the session sent since the last round goes out in one write
@@ -142,8 +150,12 @@ std::error_code BlockingConnection::serve(Session& session,
     int rc = wait(fds, nfds, poll_timeout_ms(now));
     waited();
     if (rc < 0) {
-      if (errno != EINTR) fail(last_errno());
-      continue;  // EINTR: woken (WakeSignal), or any other signal
+      if (errno != EINTR) {
+        fail(errno_now());
+      } else {  // woken (WakeSignal), or a signal a side channel may be waiting for
+        for (SideChannel* channel : side_channels) channel->on_interrupted(*this);
+      }
+      continue;
     }
     if (rc == 0) continue;  // a deadline: due_close decides
 
@@ -196,7 +208,7 @@ std::error_code BlockingConnection::serve(Session& session,
 }
 
 int BlockingConnection::wait(pollfd* fds, std::size_t count, int timeout_ms) {
-  if (!wakeable_) return ::poll(fds, count, timeout_ms);
+  if (limits_.wait_mask == nullptr) return ::poll(fds, count, timeout_ms);
   timespec timeout{};
   timespec* bound = nullptr;
   if (timeout_ms >= 0) {
@@ -204,7 +216,8 @@ int BlockingConnection::wait(pollfd* fds, std::size_t count, int timeout_ms) {
     timeout.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1'000'000L;
     bound = &timeout;
   }
-  // WakeSignal::kSignal is unblocked for the wait only: one sent before it ends it at once.
+  // WakeSignal::kSignal (or the fork child's stop signals) is unblocked for the wait only: one
+  // sent before it ends it at once.
   return ::ppoll(fds, count, bound, limits_.wait_mask);
 }
 
@@ -230,7 +243,7 @@ void BlockingConnection::waited() {
   if (speculation_skip_ > 0) --speculation_skip_;
 }
 
-std::optional<std::error_code> BlockingConnection::due_close(Clock::time_point now) {
+std::optional<std::error_code> BlockingConnection::due_close(Now& now) {
   std::lock_guard lock(mutex_);
   core_.note_activity(read_at_);
   if (core_.closed()) return core_.reason();
@@ -249,12 +262,12 @@ std::optional<std::error_code> BlockingConnection::due_close(Clock::time_point n
         break;
     }
     if (core_.done()) return std::error_code();
-  } else if (stopping_ && now >= stop_deadline_) {
+  } else if (stopping_ && now() >= stop_deadline_) {
     return make_error_code(Errc::shutting_down);
   }
   // A close that did not finish in close_linger; an idle peer (not while the server stops).
-  if (core_.closing() || !stopping_) {
-    if (auto ec = core_.expired(now, limits_)) return ec;
+  if ((core_.closing() || !stopping_) && core_.deadline(limits_) != Clock::time_point::max()) {
+    if (auto ec = core_.expired(now(), limits_)) return ec;
   }
   return std::nullopt;
 }
@@ -266,17 +279,24 @@ bool BlockingConnection::want_read(std::size_t& pending) {
   return !stopping_ && core_.wants_input();
 }
 
-int BlockingConnection::poll_timeout_ms(Clock::time_point now) const {
+int BlockingConnection::poll_timeout_ms(Now& now) const {
   auto deadline = timers_ ? timers_->next_deadline() : Clock::time_point::max();
-  std::lock_guard lock(mutex_);
-  if (stopping_) deadline = std::min(deadline, stop_deadline_);
-  if (core_.closing() || !stopping_) deadline = std::min(deadline, core_.deadline(limits_));
-  return deadline == Clock::time_point::max() ? -1 : ms_until(now, deadline);
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) deadline = std::min(deadline, stop_deadline_);
+    if (core_.closing() || !stopping_) deadline = std::min(deadline, core_.deadline(limits_));
+  }
+  return deadline == Clock::time_point::max() ? -1 : ms_until(now(), deadline);
 }
 
 // The owner's reads note their time here without the mutex; due_close() hands it to the core.
+// Only the idle deadline needs it: without one, no clock read per read.
 void BlockingConnection::note_activity() {
-  read_at_ = Clock::now();
+  if (idle_clock()) read_at_ = Clock::now();
+}
+
+void BlockingConnection::note_output_locked() {
+  if (idle_clock()) core_.note_activity(Clock::now());
 }
 
 BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
@@ -317,7 +337,7 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
 BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
   if (n < 0) {
     if (would_block(errno)) return ReadResult::would_block;
-    fail(last_errno());
+    fail(errno_now());
     return ReadResult::error;
   }
   {
@@ -370,12 +390,12 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
     counters_.writes.fetch_add(1, std::memory_order_relaxed);
     ssize_t n = ::send(socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && !would_block(errno)) {
-      drop_locked(last_errno());
+      drop_locked(errno_now());
       return true;
     }
     if (n > 0) {
       counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-      core_.note_activity(Clock::now());
+      note_output_locked();
       bytes = bytes.subspan(static_cast<std::size_t>(n));
     }
     if (bytes.empty()) return false;
@@ -461,12 +481,12 @@ void BlockingConnection::flush() {
   ssize_t n = core_.outbox().write_to(socket_.get(), writes);
   counters_.writes.fetch_add(writes, std::memory_order_relaxed);
   if (n < 0) {
-    drop_locked(last_errno());
+    drop_locked(errno_now());
     return;
   }
   if (n > 0) {
     counters_.bytes_out.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    core_.note_activity(Clock::now());
+    note_output_locked();
   }
 }
 
@@ -585,8 +605,8 @@ void BlockingConnection::say_last_words(std::error_code reason) {
   }
 }
 
-void BlockingConnection::run_timers(Clock::time_point now) {
-  if (timers_) timers_->run_due(now);
+void BlockingConnection::run_timers(Now& now) {
+  if (timers_) timers_->run_due(now());
 }
 
 template <class F>

@@ -52,8 +52,10 @@ namespace reactor {
 // when it is 0, max_input, idle_timeout, close_linger) and what the blocking driver adds.
 struct BlockingLimits : StreamLimits {
   std::size_t delivery_limit = 4u << 20;  // max_outbox 0: bound on output queued by others
-  const Protocol* protocol = nullptr;   // its last_words go to a peer dropped as idle / over input
-  const sigset_t* wait_mask = nullptr;  // wakeable connections: WakeSignal::wait_mask()
+  const Protocol* protocol = nullptr;  // its last_words go to a peer dropped as idle / over input
+  // The signal mask while waiting (ppoll): wakeable connections: WakeSignal::wait_mask(); a
+  // fork child: its mask without the stop signals. Null: poll, with the thread's mask.
+  const sigset_t* wait_mask = nullptr;
 };
 
 // How other threads wake a connection's owner without a descriptor per connection: the owner
@@ -94,11 +96,16 @@ struct BlockingCounters {
 class BlockingConnection;
 
 // A descriptor the owning thread waits on besides its socket (fork child: relay, signals).
+// A channel without a descriptor (fd() < 0) hears of signals instead: with
+// BlockingLimits::wait_mask set, a signal unblocked there ends the wait, and every side channel
+// is then asked on_interrupted (the fork child's stop signals, with no signalfd per child).
 class SideChannel {
  public:
   virtual int fd() const = 0;
   // `fd()` is readable or hung up; called on the owning thread, between session callbacks.
   virtual void on_readable(BlockingConnection& connection) = 0;
+  // A wait ended with EINTR (a signal's handler ran); on the owning thread.
+  virtual void on_interrupted(BlockingConnection&) {}
 
  protected:
   ~SideChannel() = default;
@@ -157,15 +164,33 @@ class BlockingConnection final : public Peer {
   void speculated(bool found);
   void waited();
   int wait(pollfd* fds, std::size_t count, int timeout_ms);
+  // The time, read from the clock when first asked in one round of serve() (a connection with
+  // no deadline and no timer never asks: a forked child then touches no clock code or vDSO).
+  class Now {
+   public:
+    Clock::time_point operator()() {
+      if (!read_) {
+        at_ = Clock::now();
+        read_ = true;
+      }
+      return at_;
+    }
+
+   private:
+    Clock::time_point at_{};
+    bool read_ = false;
+  };
+  bool idle_clock() const noexcept { return limits_.idle_timeout.count() > 0; }
   // Why the connection must close now, if it must.
-  std::optional<std::error_code> due_close(Clock::time_point now);
+  std::optional<std::error_code> due_close(Now& now);
   // Whether to read; `pending`: the output queued.
   bool want_read(std::size_t& pending);
-  int poll_timeout_ms(Clock::time_point now) const;
-  void note_activity();  // a read brought bytes
+  int poll_timeout_ms(Now& now) const;
+  void note_activity();       // a read brought bytes
+  void note_output_locked();  // bytes went out: the idle clock restarts
   template <class F>
   bool guarded(F&& call);
-  void run_timers(Clock::time_point now);
+  void run_timers(Now& now);
   void say_last_words(std::error_code reason);
   ReadResult read_once(Session& session);
   template <std::size_t N>

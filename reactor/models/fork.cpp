@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,44 +34,91 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The stop signal a child has caught and not yet acted on. The handler is installed by the
+// parent's run() (where the stop signals stay blocked, read by its loop's signalfd) and
+// inherited; a child keeps them blocked too except while it waits (ppoll with
+// State::child_wait_mask), so one that arrives at any moment ends the wait in progress or the
+// next one: no signalfd and no extra descriptor to poll per child.
+volatile sig_atomic_t g_child_stop = 0;
+
+void on_child_stop(int signo) {
+  g_child_stop = signo;
+}
+
 // In a child: SIGTERM/SIGINT/SIGHUP (forwarded by the parent, or the parent's death) stop the
-// connection gracefully. The signals are blocked already (the parent's mask, inherited).
+// connection gracefully.
 class StopOnSignal final : public SideChannel {
  public:
-  StopOnSignal(std::chrono::milliseconds grace) : grace_(grace) {
-    sigset_t set;
-    sigemptyset(&set);
-    for (const int signo : {REACTOR_STOP_SIGNALS}) sigaddset(&set, signo);
-    fd_ = Fd(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
-  }
-  int fd() const override { return fd_.get(); }
-  void on_readable(BlockingConnection& connection) override {
-    signalfd_siginfo info;
-    while (::read(fd_.get(), &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-      connection.stop(Clock::now() + grace_);
-    }
+  explicit StopOnSignal(std::chrono::milliseconds grace) : grace_(grace) {}
+  int fd() const override { return -1; }
+  void on_readable(BlockingConnection&) override {}
+  void on_interrupted(BlockingConnection& connection) override {
+    if (g_child_stop == 0) return;
+    g_child_stop = 0;
+    connection.stop(Clock::now() + grace_);
   }
 
  private:
-  Fd fd_;
   std::chrono::milliseconds grace_;
+};
+
+// Installs on_child_stop for the stop signals; restore() puts back what was there.
+class ChildStopHandlers {
+ public:
+  ChildStopHandlers() = default;
+  ChildStopHandlers(const ChildStopHandlers&) = delete;
+  ChildStopHandlers& operator=(const ChildStopHandlers&) = delete;
+  ~ChildStopHandlers() { restore(); }
+
+  std::error_code install() {
+    struct sigaction action {};
+    action.sa_handler = on_child_stop;
+    sigfillset(&action.sa_mask);
+    action.sa_flags = 0;
+    for (const int signo : kSignals) {
+      if (::sigaction(signo, &action, &previous_[count_]) != 0) {
+        auto ec = last_errno();
+        restore();
+        return ec;
+      }
+      ++count_;
+    }
+    return {};
+  }
+  void restore() noexcept {
+    for (; count_ > 0; --count_) ::sigaction(kSignals[count_ - 1], &previous_[count_ - 1], nullptr);
+  }
+
+ private:
+  static constexpr int kSignals[] = {REACTOR_STOP_SIGNALS};
+  struct sigaction previous_[std::size(kSignals)]{};
+  std::size_t count_ = 0;
 };
 
 // Closes descriptors a forked child got from its parent and does not use: sorted, then one
 // close_range per run of consecutive numbers. The parent's own descriptors are mostly made one
 // after the other at start-up (loop, listeners, reserves, signalfd), so a child usually closes
-// them all in one call. On the stack: a child writes as few pages as it can (copy-on-write).
+// them all in one call. Gathered by the parent on its stack just before the fork (the child
+// copies nothing and runs no code of the loop's to find them); closed by the child.
 class ParentDescriptors {
  public:
   ParentDescriptors() = default;
   ParentDescriptors(const ParentDescriptors&) = delete;
   ParentDescriptors& operator=(const ParentDescriptors&) = delete;
-  ~ParentDescriptors() { close_all(); }
 
-  void add(int fd) noexcept {
-    if (fd < 0) return;
-    if (count_ == kCapacity) close_all();
+  // In the parent: notes `fd`; false when full (the child then gathers again, see run_child).
+  bool note(int fd) noexcept {
+    if (fd < 0) return true;
+    if (count_ == kCapacity) return false;
     fds_[count_++] = fd;
+    return true;
+  }
+  // In the child: notes `fd`, closing what it holds first when full.
+  void add(int fd) noexcept {
+    if (!note(fd)) {
+      close_all();
+      note(fd);
+    }
   }
   void close_all() noexcept {
     std::sort(fds_, fds_ + count_);
@@ -169,7 +215,18 @@ struct ForkModel::State {
   }
 
   void spawn(Fd client, const Address& peer);
-  [[noreturn]] void run_child(Fd client, Fd relay, std::string remote);
+  // The loop's and the listeners' descriptors into `parents`; `closing`: in the child, may close
+  // them in rounds. Without it, false if they did not all fit.
+  bool note_own_descriptors(ParentDescriptors& parents, bool closing = false) const {
+    auto note = [&](int fd) { return closing ? (parents.add(fd), true) : parents.note(fd); };
+    bool all = true;
+    for (const int fd : loop->own_descriptors()) all = note(fd) && all;
+    for (const auto& listener : listeners) {
+      for (const int fd : listener->acceptor.own_descriptors()) all = note(fd) && all;
+    }
+    return all;
+  }
+  [[noreturn]] void run_child(Fd client, Fd relay, std::string remote, ParentDescriptors& parents);
   [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
                                  RelayClient* relay);
   void on_relay(Child& child, std::uint32_t events);
@@ -197,6 +254,8 @@ struct ForkModel::State {
   TimerId kill_timer = kNoTimer;
   pid_t parent_pid = 0;
   bool unblock_sigchld_in_child = false;  // SIGCHLD was not blocked before run()
+  sigset_t sigchld_set{};                 // made in run(): the child calls no sigset code
+  sigset_t child_wait_mask{};             // the caller's mask without the stop signals
 
   std::list<Child> children;
   std::unordered_map<pid_t, std::list<Child>::iterator> by_pid;
@@ -223,10 +282,12 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
     return;  // the descriptor closes here: the client sees the connection closed at once
   }
   Fd parent_end, child_end;
-  // Made here, not in the child: every page the child touches first (heap or code: inet_ntop,
-  // printf) is a page fault there.
-  std::string remote = peer.to_string();
+  // The relay member needs the peer's name. A child without a relay looks it up if it is asked
+  // (getpeername): formatting it here would cost the parent a heap string per connection, and
+  // its copy-on-write page faults.
+  std::string remote;
   if (relayed()) {
+    remote = peer.to_string();
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
       shed.fetch_add(1, std::memory_order_relaxed);
@@ -241,22 +302,29 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
     }
   }
 
+  ParentDescriptors parents;
+  const bool all_noted = note_own_descriptors(parents);
   pid_t pid = ::fork();
   if (pid < 0) {
     shed.fetch_add(1, std::memory_order_relaxed);  // EAGAIN/ENOMEM: out of processes
     if (!out_of_processes) {
-      log(LogLevel::warn, "cannot fork for %s (%s); refusing connections briefly", remote.c_str(),
-          std::strerror(errno));
+      const int e = errno;
+      log(LogLevel::warn, "cannot fork for %s (%s); refusing connections briefly",
+          peer.to_string().c_str(), std::strerror(e));
     }
     out_of_processes = true;
     for (auto& listener : listeners) listener->acceptor.pause(std::chrono::milliseconds(100));
     return;
   }
-  out_of_processes = false;
   if (pid == 0) {
     parent_end.reset();
-    run_child(std::move(client), std::move(child_end), std::move(remote));
+    if (!all_noted) {  // more than fit: the child closes them in rounds
+      parents.close_all();
+      note_own_descriptors(parents, true);
+    }
+    run_child(std::move(client), std::move(child_end), std::move(remote), parents);
   }
+  out_of_processes = false;  // after the child left: it writes none of our heap pages
   child_end.reset();
   client.reset();
   auto& child = children.emplace_back(*this);
@@ -280,7 +348,8 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   }
 }
 
-void ForkModel::State::run_child(Fd client, Fd relay, std::string remote) {
+void ForkModel::State::run_child(Fd client, Fd relay, std::string remote,
+                                 ParentDescriptors& parents) {
   // Die with the parent (SIGTERM: a graceful stop) rather than serve on unsupervised.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent_pid) ::kill(::getpid(), SIGTERM);
@@ -289,24 +358,15 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote) {
   // the other children's relays. Nothing here runs the parent's destructors, writes to its
   // objects or touches its epoll interest list (shared with us): the descriptors are read and
   // closed; the objects are our copy and go with _exit.
-  {
-    ParentDescriptors parents;
-    for (const int fd : loop->own_descriptors()) parents.add(fd);
-    for (const auto& listener : listeners) {
-      for (const int fd : listener->acceptor.own_descriptors()) parents.add(fd);
-    }
+  if (relayed()) {
     for (const auto& other : children) {
       if (other.member) parents.add(other.member->fd());
     }
   }
+  parents.close_all();
   // The stop signals stay blocked (inherited) for our own signalfd; SIGCHLD goes back to how
   // the caller of run() had it.
-  if (unblock_sigchld_in_child) {
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    ::pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
-  }
+  if (unblock_sigchld_in_child) ::pthread_sigmask(SIG_UNBLOCK, &sigchld_set, nullptr);
 
   BlockingCounters counters;
   BlockingConnection connection(std::move(client), std::move(remote), limits, counters, false);
@@ -524,7 +584,16 @@ std::error_code ForkModel::run() {
   sigset_t before;
   if (int rc = ::pthread_sigmask(SIG_BLOCK, nullptr, &before); rc != 0) return errno_code(rc);
   s.unblock_sigchld_in_child = sigismember(&before, SIGCHLD) == 0;
+  sigemptyset(&s.sigchld_set);
+  sigaddset(&s.sigchld_set, SIGCHLD);
+  s.child_wait_mask = before;
+  for (const int signo : {REACTOR_STOP_SIGNALS}) sigdelset(&s.child_wait_mask, signo);
+  s.limits.wait_mask = &s.child_wait_mask;
   if (auto ec = block_signals({REACTOR_STOP_SIGNALS, SIGCHLD})) return ec;
+  // The children's handler (see g_child_stop); blocked here, so it never runs in the parent.
+  // No SA_RESTART: it ends a child's wait.
+  ChildStopHandlers handlers;
+  if (auto ec = handlers.install()) return ec;
   auto on_signal = [](int signo, void* state) { static_cast<State*>(state)->on_signal(signo); };
   if (auto ec = s.loop->handle_signals({REACTOR_STOP_SIGNALS, SIGCHLD}, on_signal, &s)) return ec;
   ignore_sigpipe();
@@ -548,6 +617,7 @@ std::error_code ForkModel::run() {
   for (auto& listener : s.listeners) listener->acceptor.stop();
   if (s.kill_timer != kNoTimer) s.loop->cancel_timer(s.kill_timer);
   s.kill_timer = kNoTimer;
+  handlers.restore();  // before the mask: a stop signal still pending meets the caller's action
   ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   return failure;
 }
