@@ -201,6 +201,15 @@ Result<Address> Address::parse(std::string_view url) {
   return all->front();
 }
 
+Address Address::as_dual_stack() const noexcept {
+  Address out = *this;
+  if (family() == AF_INET6 &&
+      IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr)) {
+    out.dual_stack_ = true;
+  }
+  return out;
+}
+
 Address Address::from_sockaddr(const sockaddr* sa, socklen_t len, Transport transport) {
   Address a;
   a.transport_ = transport;

@@ -68,6 +68,9 @@ class Address {
   Address with_port(std::uint16_t port) const noexcept;
   // "*": the IPv6 wildcard, to be listened on with IPV6_V6ONLY off (listen_on does).
   bool dual_stack() const noexcept { return dual_stack_; }
+  // The IPv6 wildcard marked as serving both families (what local_address() finds for a socket
+  // bound to [::] with IPV6_V6ONLY off); any other address comes back unchanged.
+  Address as_dual_stack() const noexcept;
   bool is_unix() const noexcept { return family() == AF_UNIX; }
   // The filesystem path of a UNIX address ("" when abstract or not UNIX).
   std::string unix_path() const;

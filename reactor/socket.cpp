@@ -152,7 +152,16 @@ Result<Address> local_address(int fd, Transport transport) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return last_errno();
-  return Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, transport);
+  Address local = Address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, transport);
+  if (ss.ss_family == AF_INET6) {
+    // Bound to [::] with IPV6_V6ONLY off ("tcp://*:P"): it serves both families, and says so.
+    int v6only = 1;
+    socklen_t optlen = sizeof(v6only);
+    if (::getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &optlen) == 0 && v6only == 0) {
+      local = local.as_dual_stack();
+    }
+  }
+  return local;
 }
 
 Result<Address> peer_address(int fd, Transport transport) {

@@ -358,6 +358,8 @@ TEST_CASE("a plugin that cannot be loaded exits 2 naming the path and the proble
         refused_line({"--plugin", c.path, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
     CHECK(line.starts_with("reactor-server: --plugin " + c.path + ": "));
     CHECK_MESSAGE(line.find(c.problem) != std::string::npos, line);
+    // Named once: the loader's detail does not repeat it.
+    CHECK_MESSAGE(line.find(c.path, line.find(c.path) + 1) == std::string::npos, line);
   }
   const std::string clash = refused_line(
       {"--plugin", CLASH_PLUGIN_PATH, "--protocol", "echo", "--listen", "tcp://127.0.0.1:0"});
@@ -466,6 +468,8 @@ TEST_CASE("tcp://*:P serves IPv4 and IPv6 clients; tcp://[::]:P is IPv6 only") {
     args.insert(args.end(), {"--protocol", "echo", "--listen", "tcp://*:0"});
     auto both = test::start_server(kServer, args);
     if (!both) return;
+    // Printed as it was asked for, tcp://*:P, not as [::] (which means IPv6 only).
+    CHECK(both->addresses.at(0).dual_stack());
     const std::uint16_t port = both->addresses.at(0).port();
     CHECK(echo_at("127.0.0.1", port) == "");
     CHECK(echo_at("[::1]", port) == "");
@@ -473,6 +477,7 @@ TEST_CASE("tcp://*:P serves IPv4 and IPv6 clients; tcp://[::]:P is IPv6 only") {
   });
   auto v6 = test::start_server(kServer, {"--protocol", "echo", "--listen", "tcp://[::]:0"});
   REQUIRE(v6);
+  CHECK_FALSE(v6->addresses.at(0).dual_stack());
   const std::uint16_t port = v6->addresses.at(0).port();
   CHECK(echo_at("[::1]", port) == "");
   CHECK(echo_at("127.0.0.1", port) ==

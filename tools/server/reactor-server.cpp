@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
     auto plugin = reactor::protocols::load_plugin(path, registry, &detail);
     if (!plugin) {
       std::string message = reactor::describe("--plugin " + path, plugin.error());
+      // The detail starts with the file's name for callers that print it alone; ours names the
+      // path already.
+      for (const std::string& named : {path + ": ", "./" + path + ": "}) {
+        if (detail.rfind(named, 0) == 0) detail.erase(0, named.size());
+      }
       if (!detail.empty()) message += " (" + detail + ")";
       return fail(2, message);
     }
