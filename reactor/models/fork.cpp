@@ -183,7 +183,20 @@ struct ForkModel::State {
     std::optional<ChildReport> report;
     std::pair<std::string, std::vector<std::byte>> farewell;  // taken from the member
     bool reaped = false;
+    // Ready for another child (a spare record): as made, with its buffers kept.
+    void reset() {
+      pid = 0;
+      member.reset();
+      watch = kNoWatch;
+      report.reset();
+      farewell.first.clear();
+      farewell.second.clear();
+      reaped = false;
+    }
   };
+
+  using ChildList = std::list<Child>;
+  using ByPid = std::unordered_map<pid_t, ChildList::iterator>;
 
   // One listening socket on the loop; each connection it accepts gets a child.
   struct Listener final : PeerAcceptHandler {
@@ -233,7 +246,7 @@ struct ForkModel::State {
   void relay_done(Child& child);
   void on_signal(int signo);
   void reap();
-  void reap_one(Child& child, int status);
+  void reap_one(ChildList::iterator record, int status);
   void retire_finished();
   void begin_stop();
   void kill_all();
@@ -257,8 +270,16 @@ struct ForkModel::State {
   sigset_t sigchld_set{};                 // made in run(): the child calls no sigset code
   sigset_t child_wait_mask{};             // the caller's mask without the stop signals
 
-  std::list<Child> children;
-  std::unordered_map<pid_t, std::list<Child>::iterator> by_pid;
+  ChildList children;
+  ByPid by_pid;
+  // Reaped children, retired after the reaping round: no scan over every live child per SIGCHLD.
+  std::vector<ChildList::iterator> finished;
+  // Retired records and index nodes, reused by the next children (a bounded number): a
+  // connection costs the parent no malloc and no free, so its heap pages, shared copy-on-write
+  // with every live child, are not written by the allocator.
+  static constexpr std::size_t kSpareRecords = 256;
+  ChildList spare_children;
+  std::vector<ByPid::node_type> spare_pids;
   std::vector<std::byte> scratch;        // one relay frame
   SharedPage shared{!options.uses_hub};  // the children's counters when there is no relay
 
@@ -327,9 +348,23 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   out_of_processes = false;  // after the child left: it writes none of our heap pages
   child_end.reset();
   client.reset();
-  auto& child = children.emplace_back(*this);
+  if (spare_children.empty()) {
+    children.emplace_back(*this);
+  } else {
+    children.splice(children.end(), spare_children, spare_children.begin());
+  }
+  const auto record = std::prev(children.end());
+  Child& child = *record;
   child.pid = pid;
-  by_pid.emplace(pid, std::prev(children.end()));
+  if (spare_pids.empty()) {
+    by_pid.emplace(pid, record);
+  } else {
+    ByPid::node_type node = std::move(spare_pids.back());
+    spare_pids.pop_back();
+    node.key() = pid;
+    node.mapped() = record;
+    by_pid.insert(std::move(node));
+  }
   accepted.fetch_add(1, std::memory_order_relaxed);
   live.fetch_add(1, std::memory_order_relaxed);
   if (relayed()) {
@@ -441,8 +476,10 @@ void ForkModel::State::on_relay(Child& child, std::uint32_t events) {
   }
 }
 
-void ForkModel::State::reap_one(Child& child, int status) {
+void ForkModel::State::reap_one(ChildList::iterator record, int status) {
+  Child& child = *record;
   child.reaped = true;
+  finished.push_back(record);
   if (child.member) {
     // Everything it sent before exiting is queued in the relay: read it all, report included.
     child.member->on_readable(hub, scratch, static_cast<std::size_t>(-1));
@@ -476,23 +513,19 @@ void ForkModel::State::reap() {
     }
     int status = 0;
     if (::waitpid(info.si_pid, &status, WNOHANG) != info.si_pid) break;
-    reap_one(*it->second, status);
+    reap_one(it->second, status);
   }
   if (!foreign) return;
-  for (auto& child : children) {
-    if (child.reaped) continue;
+  for (auto it = children.begin(); it != children.end(); ++it) {
+    if (it->reaped) continue;
     int status = 0;
-    if (::waitpid(child.pid, &status, WNOHANG) == child.pid) reap_one(child, status);
+    if (::waitpid(it->pid, &status, WNOHANG) == it->pid) reap_one(it, status);
   }
 }
 
 void ForkModel::State::retire_finished() {
-  for (auto it = children.begin(); it != children.end();) {
-    Child& child = *it;
-    if (!child.reaped || child.member) {
-      ++it;
-      continue;
-    }
+  for (const auto record : finished) {
+    Child& child = *record;
     closed.fetch_add(1, std::memory_order_relaxed);
     live.fetch_sub(1, std::memory_order_relaxed);
     if (!child.report) {
@@ -510,9 +543,16 @@ void ForkModel::State::retire_finished() {
         rejected.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    by_pid.erase(child.pid);
-    it = children.erase(it);
+    auto node = by_pid.extract(child.pid);
+    if (node && spare_pids.size() < kSpareRecords) spare_pids.push_back(std::move(node));
+    if (spare_children.size() < kSpareRecords) {
+      child.reset();
+      spare_children.splice(spare_children.end(), children, record);
+    } else {
+      children.erase(record);
+    }
   }
+  finished.clear();
 }
 
 void ForkModel::State::on_signal(int signo) {
@@ -611,6 +651,7 @@ std::error_code ForkModel::run() {
     for (auto& child : s.children) {
       if (child.watch != kNoWatch) s.loop->unwatch(child.watch);
     }
+    s.finished.clear();
     s.children.clear();
     s.by_pid.clear();
   }
