@@ -9,6 +9,7 @@ bytes per connection between the first and the last step (fixed costs and one-of
 then cancel out). Finally proves the connections alive: each echoes 16 bytes.
 
 usage: idle_memory.py [--server PATH] [--model epoll] [--steps 2000,10000,12000] [--rounds 1]
+                      [--trim]
 """
 import argparse
 import os
@@ -62,6 +63,9 @@ def one_round(args, steps):
                 held.append(s)
             wait_for(lambda: fd_count(server.pid) >= base_fds + n, 30, f"{n} connections")
             time.sleep(0.3)
+            if args.trim:  # what malloc keeps freed (old vector buffers) goes back first
+                subprocess.run(["gdb", "-p", str(server.pid), "-batch", "-ex",
+                                "call (int)malloc_trim(0)"], capture_output=True, check=True)
             samples.append((n, rollup(server.pid)))
         for s in held:
             s.sendall(b"0123456789abcdef")
@@ -88,6 +92,8 @@ def main():
     p.add_argument("--model", default="epoll")
     p.add_argument("--steps", default="2000,10000,12000")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--trim", action="store_true",
+                   help="call malloc_trim(0) in the server (through gdb) before each sample")
     args = p.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
     for r in range(args.rounds):

@@ -560,7 +560,8 @@ std::uint16_t ConnectionSet::add_options(const ConnectionOptions& options) {
   }
   if (options_.size() > UINT16_MAX) {
     std::vector<const ConnectionOptions*> used;
-    for (auto& c : live_) {
+    for (std::size_t i = 0; i < live_.size(); ++i) {
+      Connection* c = live_[i].get();
       const ConnectionOptions* o = options_[c->options_index_];
       auto at = std::find(used.begin(), used.end(), o);
       if (at == used.end()) at = used.insert(used.end(), o);
@@ -588,7 +589,7 @@ void ConnectionSet::close_all() {
   // stay valid until the loop's next drain.
   std::vector<Connection*> snapshot;
   snapshot.reserve(live_.size());
-  for (auto& c : live_) snapshot.push_back(c.get());
+  for (std::size_t i = 0; i < live_.size(); ++i) snapshot.push_back(live_[i].get());
   for (Connection* c : snapshot) c->close();
 }
 

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "reactor/buffer.hpp"
+#include "reactor/chunked_array.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/loop.hpp"
 #include "reactor/outbox.hpp"
@@ -167,9 +168,9 @@ class Connection final : public Watcher, public Peer, public Flushable {
 };
 
 // Owns the live connections of one server; a closing connection leaves it for the loop's
-// retired list. Connections are kept in a vector with O(1) swap-removal, their records in the
-// set's slab. An idle connection costs its 96-byte record, its slot here (8 bytes), the loop's
-// watch table entry (12 bytes) and its session.
+// retired list. Connections are kept in a chunked array with O(1) swap-removal, their records
+// in the set's slab. An idle connection costs its 96-byte record, its slot here (8 bytes), the
+// loop's watch table entry (12 bytes) and its session.
 class ConnectionSet {
  public:
   explicit ConnectionSet(Loop& loop) noexcept : loop_(loop) {}
@@ -198,7 +199,7 @@ class ConnectionSet {
 
   Slab records_{sizeof(Connection)};  // first: freed last, after every record went back
   Loop& loop_;
-  std::vector<std::unique_ptr<Connection>> live_;
+  ChunkedArray<std::unique_ptr<Connection>> live_;
   std::vector<const ConnectionOptions*> options_;  // the distinct options of live connections
   ConnectionCounters counters_;
 };

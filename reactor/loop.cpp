@@ -129,8 +129,8 @@ Result<WatchId> Loop::watch(int fd, std::uint32_t events, Watcher& watcher) {
   if (backend_ == Backend::select && fd >= FD_SETSIZE) return make_error_code(Errc::fd_too_large);
   const auto index = static_cast<std::uint32_t>(fd);
   if (index >= watchers_.size()) {
-    watchers_.resize(index + 1, nullptr);
-    generations_.resize(index + 1, 1);
+    watchers_.grow_to(index + 1, nullptr);
+    generations_.grow_to(index + 1, 1);
   }
   const bool taken = watchers_[index] != nullptr;
   if (taken && backend_ != Backend::epoll) return errno_code(EEXIST);

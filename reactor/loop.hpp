@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "reactor/chunked_array.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/result.hpp"
 #include "reactor/task.hpp"
@@ -202,9 +203,10 @@ class Loop {
   const Backend backend_;
   Fd epoll_;  // epoll backend only
   // The watch table, by descriptor: its watcher (null: not watched) and the generation of its
-  // current (or next) watch. Two arrays, not one of structs: 12 bytes a descriptor, not 16.
-  std::vector<Watcher*> watchers_;
-  std::vector<std::uint32_t> generations_;
+  // current (or next) watch. Two arrays, not one of structs: 12 bytes a descriptor, not 16;
+  // chunked: growing copies nothing and leaves no freed buffer behind.
+  ChunkedArray<Watcher*> watchers_;
+  ChunkedArray<std::uint32_t> generations_;
   std::vector<epoll_event> events_;
   // poll and select backends: the watched descriptors, the id of each, and each descriptor's
   // index in them (swap-remove keeps both arrays dense).
