@@ -8,6 +8,10 @@ at each. Prints bytes per connection from the empty server to each step, and the
 bytes per connection between the first and the last step (fixed costs and one-off table growth
 then cancel out). Finally proves the connections alive: each echoes 16 bytes.
 
+Private_Dirty is the steady figure: Pss and Rss also count the server's code, and the code an
+accepted connection runs first (Connection, the slab, the session) is mapped in by the kernel's
+64 KiB fault-around in some runs and not others: +64 KiB once, 64 B per connection at 1,000.
+
 usage: idle_memory.py [--server PATH] [--model epoll] [--steps 2000,10000,12000] [--rounds 1]
                       [--trim]
 """
