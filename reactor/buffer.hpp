@@ -1,6 +1,7 @@
 // Buffer: contiguous bytes with read and write indices. Grows on demand and gives its memory
-// back when drained, so an idle connection owns no heap buffer at all. 16 bytes: the capacity
-// lives in a small header in front of the heap block, not in every (mostly empty) Buffer.
+// back when drained, so an idle connection owns no heap buffer at all. One pointer (8 bytes):
+// the capacity and both indices live in a small header in front of the heap block, not in
+// every (mostly empty) Buffer.
 #pragma once
 
 #include <sys/types.h>
@@ -22,10 +23,14 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
   ~Buffer();
 
-  std::size_t size() const noexcept { return write_ - read_; }
-  bool empty() const noexcept { return write_ == read_; }
-  std::size_t capacity() const noexcept { return data_ ? header()->capacity : 0; }
-  std::span<const std::byte> readable() const noexcept { return {data_ + read_, size()}; }
+  // A held block is never empty: draining it frees it.
+  std::size_t size() const noexcept { return block_ ? block_->write - block_->read : 0; }
+  bool empty() const noexcept { return block_ == nullptr; }
+  std::size_t capacity() const noexcept { return block_ ? block_->capacity : 0; }
+  std::span<const std::byte> readable() const noexcept {
+    if (!block_) return {};
+    return {data() + block_->read, size()};
+  }
 
   // False when the buffer cannot grow (over 4 GiB or out of memory); nothing is appended then.
   [[nodiscard]] bool append(std::span<const std::byte> bytes);
@@ -42,15 +47,15 @@ class Buffer {
  private:
   struct Header {
     std::uint32_t capacity;
-    std::uint32_t unused;  // keeps the bytes 8-aligned
+    std::uint32_t read;
+    std::uint32_t write;
+    std::uint32_t unused;  // keeps the bytes 16-aligned
   };
-  Header* header() const noexcept { return reinterpret_cast<Header*>(data_) - 1; }
+  std::byte* data() const noexcept { return reinterpret_cast<std::byte*>(block_ + 1); }
   bool reserve_tail(std::size_t n);
   void release() noexcept;
 
-  std::byte* data_ = nullptr;  // just after a Header in one malloc'ed block
-  std::uint32_t read_ = 0;
-  std::uint32_t write_ = 0;
+  Header* block_ = nullptr;  // one malloc'ed block: the header, then `capacity` bytes
 };
 
 }  // namespace reactor

@@ -28,6 +28,14 @@ constexpr std::size_t kEagerFlush = 64 * 1024;
 
 }  // namespace
 
+// The connection's timers, allocated with the first one (an idle connection without an idle
+// timeout has none).
+struct Connection::Timers {
+  TimerId deadline = kNoTimer;                 // the idle deadline; once closing, the close tick
+  TimerId first = kNoTimer;                    // armed by the session: the first
+  std::unique_ptr<std::vector<TimerId>> more;  // ... and any others
+};
+
 template <class F>
 bool Connection::guarded(F&& call) {
   return StreamCore::guard(call, [this](const char* what) { session_threw(what); });
@@ -49,17 +57,18 @@ Connection::Connection([[maybe_unused]] Loop& loop, Fd fd, Transport transport,
       session_(std::move(session)),
       core_(owner.loop_.now()),
       options_index_(owner.options_index(options)),
-      transport_(transport),
       fd_(std::move(fd)) {
+  static_assert(static_cast<unsigned>(Transport::unix_seqpacket) < 4, "two bits hold it");
+  core_.driver_bits() |=
+      static_cast<std::uint8_t>(static_cast<unsigned>(transport) << kTransportShift);
   if (transport == Transport::unix_seqpacket) core_.driver_bits() |= kMessages;
 }
 
 Connection::~Connection() {
   Loop& l = loop();
   l.cancel_flush(*this);
-  if (watch_ != kNoWatch) l.unwatch(watch_);
-  if (idle_timer_ != kNoTimer) l.cancel_timer(idle_timer_);
-  cancel_session_timers();
+  if (watch_generation_ != 0) l.unwatch(watch_id());
+  cancel_timers();
 }
 
 void Connection::start() {
@@ -69,7 +78,7 @@ void Connection::start() {
     close_now(id.error());
     return;
   }
-  watch_ = *id;
+  watch_generation_ = watch_generation(*id);
   core_.driver_bits() |= kWatchingIn;
   arm_idle_timer();
   guarded([&] { session_->on_open(*this); });
@@ -217,28 +226,52 @@ void Connection::flush() {
   if (is_open() && !core_.outbox().empty()) write_out();
 }
 
+Connection::Timers& Connection::timers() {
+  if (!timers_) timers_ = std::make_unique<Timers>();
+  return *timers_;
+}
+
+// Gives the block back once nothing is armed: a connection idle again holds no timer memory.
+void Connection::release_unused_timers() noexcept {
+  if (timers_ && timers_->deadline == kNoTimer && timers_->first == kNoTimer &&
+      (!timers_->more || timers_->more->empty())) {
+    timers_.reset();
+  }
+}
+
+TimerId Connection::deadline_timer() const noexcept {
+  return timers_ ? timers_->deadline : kNoTimer;
+}
+
+void Connection::set_deadline_timer(TimerId id) {
+  if (id == kNoTimer && !timers_) return;
+  timers().deadline = id;
+}
+
 TimerId Connection::start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period) {
   if (!is_open()) return kNoTimer;
   if (delay.count() < 0) delay = std::chrono::milliseconds(0);
+  Timers& t = timers();
   const TimerId id =
       loop().add_timer(delay, period, [this] { on_session_timer(loop().current_timer()); });
-  if (first_timer_ == kNoTimer) {
-    first_timer_ = id;  // the common case (one keep-alive or expiry timer) allocates nothing here
+  if (t.first == kNoTimer) {
+    t.first = id;  // the common case (one keep-alive or expiry timer) allocates nothing more
   } else {
-    if (!more_timers_) more_timers_ = std::make_unique<std::vector<TimerId>>();
-    more_timers_->push_back(id);
+    if (!t.more) t.more = std::make_unique<std::vector<TimerId>>();
+    t.more->push_back(id);
   }
   return id;
 }
 
 bool Connection::forget_session_timer(TimerId id) noexcept {
-  if (id == kNoTimer) return false;
-  if (first_timer_ == id) {
-    first_timer_ = kNoTimer;
+  if (id == kNoTimer || !timers_) return false;
+  Timers& t = *timers_;
+  if (t.first == id) {
+    t.first = kNoTimer;
     return true;
   }
-  if (!more_timers_) return false;
-  auto& ids = *more_timers_;
+  if (!t.more) return false;
+  auto& ids = *t.more;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] != id) continue;
     ids[i] = ids.back();
@@ -248,17 +281,22 @@ bool Connection::forget_session_timer(TimerId id) noexcept {
   return false;
 }
 
-void Connection::cancel_session_timers() noexcept {
-  if (first_timer_ != kNoTimer) loop().cancel_timer(first_timer_);
-  first_timer_ = kNoTimer;
-  if (more_timers_) {
-    for (TimerId id : *more_timers_) loop().cancel_timer(id);
-    more_timers_.reset();
+void Connection::cancel_timers() noexcept {
+  if (!timers_) return;
+  Loop& l = loop();
+  Timers& t = *timers_;
+  if (t.deadline != kNoTimer) l.cancel_timer(t.deadline);
+  if (t.first != kNoTimer) l.cancel_timer(t.first);
+  if (t.more) {
+    for (TimerId id : *t.more) l.cancel_timer(id);
   }
+  timers_.reset();
 }
 
 bool Connection::cancel_timer(TimerId id) {
-  return forget_session_timer(id) && loop().cancel_timer(id);
+  const bool cancelled = forget_session_timer(id) && loop().cancel_timer(id);
+  release_unused_timers();
+  return cancelled;
 }
 
 void Connection::on_session_timer(TimerId id) {
@@ -266,6 +304,7 @@ void Connection::on_session_timer(TimerId id) {
   // A one-shot timer is spent once it fires: forget it before the session may arm another.
   if (!loop().timer_armed(id)) forget_session_timer(id);
   guarded([&] { session_->on_timer(*this, id); });
+  if (is_open()) release_unused_timers();
 }
 
 // True when the kernel took the whole message; false when it must wait (EAGAIN) or the
@@ -353,7 +392,7 @@ void Connection::update_interest() {
   bool have_out = has(kWatchingOut);
   if (want_in == have_in && want_out == have_out) return;
   std::uint32_t events = (want_in ? EPOLLIN : 0u) | (want_out ? EPOLLOUT : 0u);
-  if (auto ec = loop().modify(watch_, events)) {
+  if (auto ec = loop().modify(watch_id(), events)) {
     close_now(ec);
     return;
   }
@@ -371,8 +410,9 @@ void Connection::close() {
   }
   // The close tick replaces the idle timer: it bounds the close by close_linger and, once
   // lingering, checks whether the peer has acknowledged our data.
-  if (idle_timer_ != kNoTimer) loop().cancel_timer(idle_timer_);
-  idle_timer_ = loop().add_timer(kCloseTick, kCloseTick, [this] { on_close_tick(); });
+  Timers& t = timers();
+  if (t.deadline != kNoTimer) loop().cancel_timer(t.deadline);
+  t.deadline = loop().add_timer(kCloseTick, kCloseTick, [this] { on_close_tick(); });
   if (next == StreamCore::Next::linger) {
     act(next);
     return;
@@ -413,7 +453,7 @@ void Connection::abort(std::error_code reason) {
 
 std::string Connection::remote() const {
   auto address =
-      is_open() ? peer_address(fd_.get(), transport_) : Result<Address>(Errc::shutting_down);
+      is_open() ? peer_address(fd_.get(), transport()) : Result<Address>(Errc::shutting_down);
   return address ? address->to_string() : "(closed)";
 }
 
@@ -422,11 +462,12 @@ void Connection::arm_idle_timer() {
   auto wait =
       std::chrono::ceil<std::chrono::milliseconds>(core_.deadline(options()) - loop().now());
   if (wait.count() < 1) wait = std::chrono::milliseconds(1);
-  idle_timer_ = loop().after(wait, [this] { on_idle_timer(); });
+  Timers& t = timers();
+  t.deadline = loop().after(wait, [this] { on_idle_timer(); });
 }
 
 void Connection::on_idle_timer() {
-  idle_timer_ = kNoTimer;
+  set_deadline_timer(kNoTimer);
   if (auto ec = core_.expired(loop().now(), options())) {
     close_now(ec);
   } else {
@@ -452,13 +493,11 @@ void Connection::close_now(std::error_code reason) {
   }
   Loop& l = loop();
   l.cancel_flush(*this);
-  cancel_session_timers();
+  cancel_timers();
   // Our socket was accepted or created here and never duplicated: closing it below removes it
   // from epoll, so no EPOLL_CTL_DEL (one syscall less per connection).
-  if (watch_ != kNoWatch) l.unwatch_before_close(watch_);
-  watch_ = kNoWatch;
-  if (idle_timer_ != kNoTimer) l.cancel_timer(idle_timer_);
-  idle_timer_ = kNoTimer;
+  if (watch_generation_ != 0) l.unwatch_before_close(watch_id());
+  watch_generation_ = 0;
   fd_.reset();
   core_.input().clear();
   core_.outbox().clear();
@@ -480,53 +519,20 @@ void Connection::finalize() {
   if (Hub* hub = options().hub) hub->forget(*this);
 }
 
-namespace {
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kCacheRecords = false;  // let the sanitizers see every use after free
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kCacheRecords = false;
-#else
-constexpr bool kCacheRecords = true;
-#endif
-#else
-constexpr bool kCacheRecords = true;
-#endif
-
-// Freed Connection records, kept for reuse on this thread (bounded: a burst of closes returns
-// the surplus to malloc).
-struct RecordCache {
-  static constexpr std::size_t kMax = 1024;
-  std::vector<void*> free;
-  ~RecordCache() {
-    for (void* p : free) ::operator delete(p);
-  }
-};
-thread_local RecordCache record_cache;
-
-}  // namespace
-
-void* Connection::operator new(std::size_t size) {
-  auto& cache = record_cache.free;
-  if (kCacheRecords && size == sizeof(Connection) && !cache.empty()) {
-    void* p = cache.back();
-    cache.pop_back();
-    return p;
-  }
-  return ::operator new(size);
+void* Connection::operator new(std::size_t size, ConnectionSet& owner) {
+  void* p = size == sizeof(Connection) ? owner.records_.allocate() : nullptr;
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
 }
 
-void Connection::operator delete(void* p) noexcept {
-  auto& cache = record_cache.free;
-  if (kCacheRecords && p != nullptr && cache.size() < RecordCache::kMax) {
-    try {
-      cache.push_back(p);
-      return;
-    } catch (...) {  // no memory to remember it: give it back instead
-    }
-  }
-  ::operator delete(p);
+void Connection::operator delete(void* p, ConnectionSet& owner) noexcept {
+  owner.records_.deallocate(p);
+}
+
+void Connection::operator delete(Connection* c, std::destroying_delete_t) noexcept {
+  ConnectionSet& owner = c->owner_;
+  c->~Connection();
+  owner.records_.deallocate(c);
 }
 
 ConnectionSet::~ConnectionSet() {
@@ -536,8 +542,8 @@ ConnectionSet::~ConnectionSet() {
 
 Connection& ConnectionSet::open(Fd fd, Transport transport, std::unique_ptr<Session> session,
                                 const ConnectionOptions& options) {
-  auto connection = std::make_unique<Connection>(loop_, std::move(fd), transport,
-                                                 std::move(session), options, *this);
+  std::unique_ptr<Connection> connection(
+      new (*this) Connection(loop_, std::move(fd), transport, std::move(session), options, *this));
   Connection& c = *connection;
   c.index_ = static_cast<std::uint32_t>(live_.size());
   live_.push_back(std::move(connection));
@@ -554,7 +560,8 @@ std::uint16_t ConnectionSet::add_options(const ConnectionOptions& options) {
   }
   if (options_.size() > UINT16_MAX) {
     std::vector<const ConnectionOptions*> used;
-    for (auto& c : live_) {
+    for (std::size_t i = 0; i < live_.size(); ++i) {
+      Connection* c = live_[i].get();
       const ConnectionOptions* o = options_[c->options_index_];
       auto at = std::find(used.begin(), used.end(), o);
       if (at == used.end()) at = used.insert(used.end(), o);
@@ -582,7 +589,7 @@ void ConnectionSet::close_all() {
   // stay valid until the loop's next drain.
   std::vector<Connection*> snapshot;
   snapshot.reserve(live_.size());
-  for (auto& c : live_) snapshot.push_back(c.get());
+  for (std::size_t i = 0; i < live_.size(); ++i) snapshot.push_back(live_[i].get());
   for (Connection* c : snapshot) c->close();
 }
 

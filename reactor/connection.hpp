@@ -19,20 +19,28 @@
 //   unsent bytes), all bounded by close_linger.
 // - A closed connection unwatches at once, is moved to the loop's retired list, and its session
 //   hears on_close after the current batch; it is never destroyed inside its own callback.
-// - Compact: the loop and the options are reached through the ConnectionSet (held once there),
-//   the close reason is the core's int code, the flags share the core's word.
+// - Compact (96 bytes; an idle connection costs little more, see ConnectionSet): the loop and
+//   the options are reached through the ConnectionSet (held once there), the record comes from
+//   the set's slab (no malloc header), the loop's queues call us with no virtual function of
+//   theirs (two vptrs, Watcher's and Peer's), the close reason is the core's int code, the flags
+//   and the transport share the core's word and our small fields its tail padding, the watch id
+//   is our fd plus a 32-bit generation, and timers (idle deadline, close tick, the session's)
+//   live in a small block allocated with the first one.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "reactor/buffer.hpp"
+#include "reactor/chunked_array.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/loop.hpp"
 #include "reactor/outbox.hpp"
 #include "reactor/session.hpp"
+#include "reactor/slab.hpp"
 #include "reactor/stream_core.hpp"
 
 namespace reactor {
@@ -61,11 +69,11 @@ struct ConnectionCounters {
 
 class ConnectionSet;
 
-class Connection final : public Watcher, public Peer, public Retired, public Flushable {
+class Connection final : public Watcher, public Peer, public Flushable {
  public:
   Connection(Loop& loop, Fd fd, Transport transport, std::unique_ptr<Session> session,
              const ConnectionOptions& options, ConnectionSet& owner);
-  ~Connection() override;
+  ~Connection();
 
   // Registers with the loop and calls on_open. On error the connection is already retired.
   void start();
@@ -88,25 +96,32 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   int fd() const noexcept { return fd_.get(); }
 
   void on_events(std::uint32_t events) override;
-  void finalize() override;
-  void flush() override;
+  void finalize();  // Loop::retire: after the batch, tells the session (on_close)
+  void flush();     // Loop::defer_flush: writes what this iteration queued
 
-  // Connection records come from a small per-thread free list: accepting and closing then costs
-  // no malloc/free. A record is always freed on the loop thread that made it.
-  static void* operator new(std::size_t size);
-  static void operator delete(void* p) noexcept;
+  // The record comes from the owner's slab: `new (owner) Connection(..., owner)`, and `delete`
+  // gives it back there. Closing and accepting then cost no malloc/free.
+  static void* operator new(std::size_t size, ConnectionSet& owner);
+  static void operator delete(void* p, ConnectionSet& owner) noexcept;  // a throwing constructor
+  static void operator delete(Connection* c, std::destroying_delete_t) noexcept;
 
  private:
   friend class ConnectionSet;
+  struct Timers;
   enum DriverBit : std::uint8_t {  // in the core's flag word
     kWatchingIn = 1,
     kWatchingOut = 2,
     kMessages = 4,  // SEQPACKET: keep message boundaries
   };
+  static constexpr int kTransportShift = 3;  // bits 3-4 of the word: the Transport
 
   Loop& loop() const noexcept;
   const ConnectionOptions& options() const noexcept;
   bool has(DriverBit bit) const noexcept { return (core_.driver_bits() & bit) != 0; }
+  Transport transport() const noexcept {
+    return static_cast<Transport>((core_.driver_bits() >> kTransportShift) & 3);
+  }
+  WatchId watch_id() const noexcept { return make_watch_id(fd_.get(), watch_generation_); }
   template <class F>
   bool guarded(F&& call);  // runs a session callback; a throw closes with session_failed
   void session_threw(const char* what);
@@ -116,9 +131,13 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   }
   void carry_out(StreamCore::Next next);
   void write_out();
+  Timers& timers();  // allocated on first use (throws std::bad_alloc, like add_timer)
+  void release_unused_timers() noexcept;
+  TimerId deadline_timer() const noexcept;
+  void set_deadline_timer(TimerId id);
   void on_session_timer(TimerId id);
   bool forget_session_timer(TimerId id) noexcept;
-  void cancel_session_timers() noexcept;
+  void cancel_timers() noexcept;
   void say_last_words(std::error_code reason);
   void handle_readable();
   void read_stream();
@@ -138,21 +157,23 @@ class Connection final : public Watcher, public Peer, public Retired, public Flu
   std::uint32_t index_ = 0;  // position in owner_
   ConnectionSet& owner_;
   std::unique_ptr<Session> session_;
-  StreamCore core_;  // in message mode: [u32 length][bytes] records in its outbox's bytes()
+  // in message mode: [u32 length][bytes] records in its outbox's bytes(). no_unique_address: the
+  // next fields go into its tail padding (the ABI reuses it only for a potentially-overlapping
+  // subobject).
+  [[no_unique_address]] StreamCore core_;
   std::uint16_t options_index_ = 0;  // in owner_'s table
-  Transport transport_;
   Fd fd_;
-  TimerId first_timer_ = kNoTimer;                     // armed by the session: the first
-  std::unique_ptr<std::vector<TimerId>> more_timers_;  // ... and any others
-  WatchId watch_ = kNoWatch;
-  TimerId idle_timer_ = kNoTimer;  // the idle deadline; once closing, the close tick
+  std::uint32_t watch_generation_ = 0;  // with fd_, our WatchId; 0: not watched
+  std::unique_ptr<Timers> timers_;
 };
 
 // Owns the live connections of one server; a closing connection leaves it for the loop's
-// retired list. Connections are kept in a vector with O(1) swap-removal.
+// retired list. Connections are kept in a chunked array with O(1) swap-removal, their records
+// in the set's slab. An idle connection costs its 96-byte record, its slot here (8 bytes), the
+// loop's watch table entry (12 bytes) and its session.
 class ConnectionSet {
  public:
-  explicit ConnectionSet(Loop& loop) : loop_(loop) {}
+  explicit ConnectionSet(Loop& loop) noexcept : loop_(loop) {}
   ~ConnectionSet();
   ConnectionSet(const ConnectionSet&) = delete;
   ConnectionSet& operator=(const ConnectionSet&) = delete;
@@ -176,8 +197,9 @@ class ConnectionSet {
   }
   std::uint16_t add_options(const ConnectionOptions& options);
 
+  Slab records_{sizeof(Connection)};  // first: freed last, after every record went back
   Loop& loop_;
-  std::vector<std::unique_ptr<Connection>> live_;
+  ChunkedArray<std::unique_ptr<Connection>> live_;
   std::vector<const ConnectionOptions*> options_;  // the distinct options of live connections
   ConnectionCounters counters_;
 };

@@ -16,11 +16,9 @@ namespace reactor {
 namespace {
 constexpr std::size_t kMaxEventsPerWait = 256;
 
-std::uint32_t slot_of(std::uint64_t id) {
+// The descriptor half of a WatchId (the table's index).
+std::uint32_t fd_of(std::uint64_t id) {
   return static_cast<std::uint32_t>(id);
-}
-std::uint32_t generation_of(std::uint64_t id) {
-  return static_cast<std::uint32_t>(id >> 32);
 }
 
 // Explicit, although Linux gives both the same values.
@@ -120,7 +118,6 @@ Result<std::unique_ptr<Loop>> Loop::create(Backend backend) {
 Loop::Loop(Fd epoll, Backend backend)
     : backend_(backend), epoll_(std::move(epoll)), now_(Clock::now()) {
   events_.resize(kMaxEventsPerWait);
-  slots_.emplace_back();  // slot 0 is never used, so no live id equals kNoWatch
 }
 
 Loop::~Loop() {
@@ -128,45 +125,45 @@ Loop::~Loop() {
 }
 
 Result<WatchId> Loop::watch(int fd, std::uint32_t events, Watcher& watcher) {
-  if (backend_ == Backend::select && (fd < 0 || fd >= FD_SETSIZE)) {
-    return make_error_code(Errc::fd_too_large);
+  if (fd < 0) return errno_code(EBADF);
+  if (backend_ == Backend::select && fd >= FD_SETSIZE) return make_error_code(Errc::fd_too_large);
+  const auto index = static_cast<std::uint32_t>(fd);
+  if (index >= watchers_.size()) {
+    watchers_.grow_to(index + 1, nullptr);
+    generations_.grow_to(index + 1, 1);
   }
-  std::uint32_t index;
-  if (!free_slots_.empty()) {
-    index = free_slots_.back();
-    free_slots_.pop_back();
-  } else {
-    index = static_cast<std::uint32_t>(slots_.size());
-    slots_.emplace_back();
-  }
-  Slot& slot = slots_[index];
-  WatchId id = (std::uint64_t{slot.generation} << 32) | index;
+  const bool taken = watchers_[index] != nullptr;
+  if (taken && backend_ != Backend::epoll) return errno_code(EEXIST);
+  std::uint32_t generation = generations_[index];
+  if (taken && ++generation == 0) generation = 1;
+  const WatchId id = make_watch_id(fd, generation);
   if (backend_ == Backend::epoll) {
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = id;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      auto ec = last_errno();
-      free_slots_.push_back(index);
-      return ec;
-    }
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return last_errno();
+    // Taken, yet the kernel took the ADD: it had dropped the old watch (its descriptor was
+    // closed without unwatch). The new generation makes that one's events in flight stale.
+    generations_[index] = generation;
   } else {
-    if (poll_index_.size() < slots_.size()) poll_index_.resize(slots_.size());
+    if (poll_index_.size() < watchers_.size()) poll_index_.resize(watchers_.size());
     poll_index_[index] = static_cast<std::uint32_t>(pollfds_.size());
     pollfds_.push_back({fd, poll_events_of(events), 0});
     poll_ids_.push_back(id);
   }
-  slot.watcher = &watcher;
-  slot.fd = fd;
+  watchers_[index] = &watcher;
   return id;
 }
 
+bool Loop::watching(WatchId id) const noexcept {
+  const std::uint32_t index = fd_of(id);
+  return index < watchers_.size() && watchers_[index] != nullptr &&
+         generations_[index] == watch_generation(id);
+}
+
 std::error_code Loop::modify(WatchId id, std::uint32_t events) {
-  std::uint32_t index = slot_of(id);
-  if (index >= slots_.size() || slots_[index].generation != generation_of(id) ||
-      slots_[index].watcher == nullptr) {
-    return errno_code(ENOENT);
-  }
+  if (!watching(id)) return errno_code(ENOENT);
+  const std::uint32_t index = fd_of(id);
   if (backend_ != Backend::epoll) {
     pollfds_[poll_index_[index]].events = poll_events_of(events);
     return {};
@@ -174,54 +171,51 @@ std::error_code Loop::modify(WatchId id, std::uint32_t events) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = id;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, slots_[index].fd, &ev) != 0) return last_errno();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, static_cast<int>(index), &ev) != 0) {
+    return last_errno();
+  }
   return {};
 }
 
 void Loop::unwatch(WatchId id) {
-  release_slot(id, true);
+  release(id, true);
 }
 
 void Loop::unwatch_before_close(WatchId id) {
-  release_slot(id, false);
+  release(id, false);
 }
 
-void Loop::release_slot(WatchId id, bool delete_from_epoll) {
-  std::uint32_t index = slot_of(id);
-  if (index == 0 || index >= slots_.size()) return;
-  Slot& slot = slots_[index];
-  if (slot.generation != generation_of(id) || slot.watcher == nullptr) return;
+void Loop::release(WatchId id, bool delete_from_epoll) {
+  if (!watching(id)) return;
+  const std::uint32_t index = fd_of(id);
   if (backend_ == Backend::epoll) {
-    if (delete_from_epoll) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, slot.fd, nullptr);
+    if (delete_from_epoll) {
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, static_cast<int>(index), nullptr);
+    }
   } else {
-    // Swap-remove: the last entry takes the freed place, its slot learns its new index.
+    // Swap-remove: the last entry takes the freed place, its descriptor learns its new index.
     const std::uint32_t at = poll_index_[index];
     const std::uint32_t last = static_cast<std::uint32_t>(pollfds_.size() - 1);
     if (at != last) {
       pollfds_[at] = pollfds_[last];
       poll_ids_[at] = poll_ids_[last];
-      poll_index_[slot_of(poll_ids_[at])] = at;
+      poll_index_[fd_of(poll_ids_[at])] = at;
     }
     pollfds_.pop_back();
     poll_ids_.pop_back();
   }
-  slot.watcher = nullptr;
-  slot.fd = -1;
+  watchers_[index] = nullptr;
   // A new generation: events already fetched for the old one are recognised as stale.
-  if (++slot.generation == 0) slot.generation = 1;
-  free_slots_.push_back(index);
+  if (++generations_[index] == 0) generations_[index] = 1;
 }
 
 void Loop::dispatch(std::uint64_t data, std::uint32_t events) {
-  std::uint32_t index = slot_of(data);
-  if (index >= slots_.size()) return;
-  Slot& slot = slots_[index];
-  if (slot.watcher == nullptr || slot.generation != generation_of(data)) {
+  if (!watching(data)) {
     ++stats_.stale_events;
     return;
   }
   ++stats_.events;
-  slot.watcher->on_events(events);
+  watchers_[fd_of(data)]->on_events(events);
 }
 
 int Loop::wait_timeout_ms(std::chrono::milliseconds max_wait) {
@@ -323,18 +317,18 @@ std::error_code Loop::run() {
   return {};
 }
 
-void Loop::defer_flush(Flushable& f) {
+void Loop::defer_flush(Flushable& f, FlushCall flush) {
   if (f.flush_slot_ != 0) return;
-  deferred_.push_back(&f);
+  deferred_.push_back({&f, flush});
   f.flush_slot_ = static_cast<std::uint32_t>(deferred_.size());
 }
 
 void Loop::cancel_flush(Flushable& f) noexcept {
   if (f.flush_slot_ == 0) return;
   const std::uint32_t index = f.flush_slot_ - 1;
-  Flushable* last = deferred_.back();
+  const Deferred last = deferred_.back();
   deferred_[index] = last;
-  last->flush_slot_ = index + 1;
+  last.object->flush_slot_ = index + 1;
   deferred_.pop_back();
   f.flush_slot_ = 0;
 }
@@ -343,8 +337,8 @@ void Loop::flush_deferred() {
   // A flush never runs a session callback and nothing is destroyed before drain_retired, so
   // every pointer in the batch stays valid; a flush may queue new work for the next round.
   flushing_.swap(deferred_);
-  for (Flushable* f : flushing_) f->flush_slot_ = 0;
-  for (Flushable* f : flushing_) f->flush();
+  for (const Deferred& d : flushing_) d.object->flush_slot_ = 0;
+  for (const Deferred& d : flushing_) d.flush(*d.object);
   flushing_.clear();
 }
 
@@ -375,16 +369,13 @@ TimerId Loop::add_timer(std::chrono::milliseconds delay, std::chrono::millisecon
   return timers_.add(Clock::now() + delay, period, std::move(task));
 }
 
-void Loop::retire(std::unique_ptr<Retired> object) {
-  retired_.push_back(std::move(object));
-}
-
 void Loop::drain_retired() {
   // finalize() may retire more (a session's on_close publishing to a peer that then fails).
   // Both vectors keep their capacity: no allocation per batch.
   while (!retired_.empty()) {
     retiring_.swap(retired_);
-    for (auto& object : retiring_) object->finalize();
+    for (const RetiredObject& r : retiring_) r.call(r.object, false);
+    for (const RetiredObject& r : retiring_) r.call(r.object, true);
     retiring_.clear();
   }
 }

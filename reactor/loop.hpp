@@ -8,9 +8,11 @@
 // only as readability/writability of what is watched (no HUP bit of its own).
 //
 // Watchers are registered under generation-tagged ids: an event for a watcher removed earlier
-// in the same epoll batch, or for a reused fd number, is dropped, never dispatched. Objects
-// retired during a batch (closed connections) are finalized and destroyed after it, never
-// under their own feet. Everything but post() and stop() must be called on the loop's thread.
+// in the same epoll batch, or for a reused fd number, is dropped, never dispatched. The watch
+// table is indexed by descriptor, like libuv's loop->watchers[fd]: 12 bytes per descriptor
+// number, no free list. Objects retired during a batch (closed connections) are finalized and
+// destroyed after it, never under their own feet. Everything but post() and stop() must be called
+// on the loop's thread.
 #pragma once
 
 #include <poll.h>
@@ -24,8 +26,10 @@
 #include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
+#include "reactor/chunked_array.hpp"
 #include "reactor/fd.hpp"
 #include "reactor/result.hpp"
 #include "reactor/task.hpp"
@@ -43,13 +47,11 @@ class Watcher {
 };
 
 // Something with output to write before the loop waits again (a connection whose sessions sent
-// during this iteration): Loop::defer_flush queues it once, flush() runs after the iteration's
-// events and timers, before epoll_wait (Redis's beforeSleep). A Flushable must cancel_flush()
-// before it is destroyed.
+// during this iteration): Loop::defer_flush queues it once, and its flush() runs after the
+// iteration's events and timers, before epoll_wait (Redis's beforeSleep). No virtual function:
+// the queue keeps the typed call beside each entry, so a Flushable costs one 32-bit word. A
+// Flushable must cancel_flush() before it is destroyed.
 class Flushable {
- public:
-  virtual void flush() = 0;
-
  protected:
   ~Flushable() = default;
   bool flush_queued() const noexcept { return flush_slot_ != 0; }
@@ -59,16 +61,16 @@ class Flushable {
   std::uint32_t flush_slot_ = 0;  // 1 + index in the loop's queue; 0: not queued
 };
 
-// Something the loop destroys after the current batch: finalize() runs first (a closed
-// connection tells its session there), then the destructor.
-class Retired {
- public:
-  virtual ~Retired() = default;
-  virtual void finalize() {}
-};
-
-using WatchId = std::uint64_t;  // slot index (low 32 bits) | generation (high 32 bits)
+// The descriptor (low 32 bits) and a generation (high 32 bits, never 0): a watcher that keeps
+// its descriptor anyway may keep just the generation and rebuild the id.
+using WatchId = std::uint64_t;
 constexpr WatchId kNoWatch = 0;
+constexpr std::uint32_t watch_generation(WatchId id) noexcept {
+  return static_cast<std::uint32_t>(id >> 32);
+}
+constexpr WatchId make_watch_id(int fd, std::uint32_t generation) noexcept {
+  return generation == 0 ? kNoWatch : (WatchId{generation} << 32) | static_cast<std::uint32_t>(fd);
+}
 
 struct LoopStats {
   std::uint64_t iterations = 0;
@@ -89,7 +91,9 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
 
   // Registers `fd` for `events` (EPOLLIN, EPOLLOUT, ...; level-triggered). The watcher is
-  // borrowed and must outlive the registration. select backend: Errc::fd_too_large for
+  // borrowed and must outlive the registration. One watch per descriptor: EEXIST while `fd` is
+  // watched (epoll: unless the kernel dropped that watch, the descriptor having been closed
+  // without unwatch; the new watch then replaces it). select backend: Errc::fd_too_large for
   // fd >= FD_SETSIZE.
   Result<WatchId> watch(int fd, std::uint32_t events, Watcher& watcher);
   std::error_code modify(WatchId id, std::uint32_t events);
@@ -123,8 +127,13 @@ class Loop {
   // True while `id` is armed: not yet fired (one-shot), or repeating and not cancelled.
   bool timer_armed(TimerId id) const noexcept { return timers_.armed(id); }
 
-  // Output coalescing: see Flushable. Queues `f` once per iteration; cancel_flush unqueues it.
-  void defer_flush(Flushable& f);
+  // Output coalescing: see Flushable. Queues `f` once per iteration (T::flush() runs then);
+  // cancel_flush unqueues it.
+  template <class T>
+  void defer_flush(T& f) {
+    static_assert(std::is_base_of_v<Flushable, T>);
+    defer_flush(f, [](Flushable& queued) { static_cast<T&>(queued).flush(); });
+  }
   void cancel_flush(Flushable& f) noexcept;
   std::size_t timer_count() const noexcept { return timers_.size(); }
 
@@ -140,8 +149,20 @@ class Loop {
   // nothing written to the loop (no copy-on-write fault). The loop must not be used afterwards.
   std::array<int, 3> own_descriptors() const noexcept;
 
-  // Hands `object` to the loop for finalize + destroy after the current batch.
-  void retire(std::unique_ptr<Retired> object);
+  // Hands `object` to the loop: after the current batch its finalize() runs (a closed connection
+  // tells its session there), then it is deleted; every object of a batch is finalized before
+  // any of them is deleted. No virtual function needed: the list keeps the typed call.
+  template <class T>
+  void retire(std::unique_ptr<T> object) {
+    retired_.push_back({object.get(), [](void* p, bool destroy) {
+                          if (destroy) {
+                            delete static_cast<T*>(p);
+                          } else {
+                            static_cast<T*>(p)->finalize();
+                          }
+                        }});
+    object.release();  // the list owns it now
+  }
   // Finalizes and destroys retired objects now. For owners tearing down (a server's
   // destructor); never from inside a Watcher's on_events.
   void destroy_retired() { drain_retired(); }
@@ -152,18 +173,25 @@ class Loop {
   Backend backend() const noexcept { return backend_; }
 
  private:
-  struct Slot {
-    Watcher* watcher = nullptr;
-    std::uint32_t generation = 1;
-    int fd = -1;
+  using FlushCall = void (*)(Flushable&);
+  struct Deferred {
+    Flushable* object;
+    FlushCall flush;
+  };
+  // Owns `object` until its second call (destroy = true).
+  struct RetiredObject {
+    void* object;
+    void (*call)(void* object, bool destroy);
   };
   class Wakeup;
   class SignalWatcher;
 
   Loop(Fd epoll, Backend backend);
   void dispatch(std::uint64_t data, std::uint32_t events);
+  void defer_flush(Flushable& f, FlushCall flush);
   void drain_retired();
-  void release_slot(WatchId id, bool delete_from_epoll);
+  bool watching(WatchId id) const noexcept;
+  void release(WatchId id, bool delete_from_epoll);
   void run_posted();
   void run_due_timers();
   void flush_deferred();
@@ -174,18 +202,21 @@ class Loop {
 
   const Backend backend_;
   Fd epoll_;  // epoll backend only
-  std::vector<Slot> slots_;
-  std::vector<std::uint32_t> free_slots_;
+  // The watch table, by descriptor: its watcher (null: not watched) and the generation of its
+  // current (or next) watch. Two arrays, not one of structs: 12 bytes a descriptor, not 16;
+  // chunked: growing copies nothing and leaves no freed buffer behind.
+  ChunkedArray<Watcher*> watchers_;
+  ChunkedArray<std::uint32_t> generations_;
   std::vector<epoll_event> events_;
-  // poll and select backends: the watched descriptors, the id of each, and each slot's index
-  // in them (swap-remove keeps both arrays dense).
+  // poll and select backends: the watched descriptors, the id of each, and each descriptor's
+  // index in them (swap-remove keeps both arrays dense).
   std::vector<pollfd> pollfds_;
   std::vector<WatchId> poll_ids_;
   std::vector<std::uint32_t> poll_index_;
-  std::vector<std::unique_ptr<Retired>> retired_;
-  std::vector<std::unique_ptr<Retired>> retiring_;  // drain_retired's batch, capacity kept
-  std::vector<Flushable*> deferred_;  // queued flushes; Flushable::flush_slot_ indexes it
-  std::vector<Flushable*> flushing_;  // flush_deferred's batch, capacity kept
+  std::vector<RetiredObject> retired_;
+  std::vector<RetiredObject> retiring_;  // drain_retired's batch, capacity kept
+  std::vector<Deferred> deferred_;       // queued flushes; Flushable::flush_slot_ indexes it
+  std::vector<Deferred> flushing_;       // flush_deferred's batch, capacity kept
   TimerQueue timers_;
   Clock::time_point now_;
   LoopStats stats_;
