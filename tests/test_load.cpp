@@ -490,6 +490,27 @@ TEST_SUITE("proc and table helpers") {
     CHECK_FALSE(load::parse_stat_line("12 (short) S 1 2"));
   }
 
+  TEST_CASE("idle memory counts anonymous and shared-memory PSS, not code pages") {
+    const std::string rollup =
+        "55d0c0000000-7ffd00000000 ---p 00000000 00:00 0                          [rollup]\n"
+        "Rss:                3600 kB\nPss:                1439 kB\nPss_Dirty:           220 kB\n"
+        "Pss_Anon:            216 kB\nPss_File:           1219 kB\nPss_Shmem:             4 kB\n";
+    CHECK(load::parse_pss(rollup) == 1439u * 1024);
+    CHECK(load::parse_private_pss(rollup) == 220u * 1024);
+    // An older kernel without Pss_Anon: all of Pss.
+    CHECK(load::parse_private_pss("Rss: 10 kB\nPss: 8 kB\n") == 8u * 1024);
+    CHECK_FALSE(load::parse_private_pss("Rss: 10 kB\n"));
+    // This process: its private part is some of its PSS.
+    std::ifstream in("/proc/self/smaps_rollup");
+    const std::string own((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto all = load::parse_pss(own);
+    const auto mine = load::parse_private_pss(own);
+    REQUIRE(all);
+    REQUIRE(mine);
+    CHECK(*mine > 0);
+    CHECK(*mine <= *all);
+  }
+
   TEST_CASE("this process's own CPU time and RSS are readable") {
     auto t = load::read_cpu_times(::getpid());
     REQUIRE(t);

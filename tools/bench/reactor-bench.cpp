@@ -520,7 +520,7 @@ void write_results_json(const Plan& plan, const std::vector<Row>& rows, const Ro
   j.field("cpu_cost",
           "server utime+stime (all threads and reaped children) from wait4 at exit, minus "
           "/proc/PID/stat right before the load phase; a fresh server per phase; median of rounds");
-  j.field("idle_memory", "PSS summed over the server's process tree, per idle connection");
+  j.field("idle_memory", "private PSS (anonymous + shared memory, no code pages) summed over the server's process tree, per idle connection");
   j.begin_array("rows");
   for (const auto& row : rows) {
     j.begin_object();
@@ -1256,7 +1256,7 @@ int main(int argc, char** argv) {
   std::printf(
       "\nEcho server models: connections/s (connect, %zu B echoed, close) and pipelined echo\n"
       "(%d connections x %d in flight x %zu B); median of %d round(s), min-max in brackets;\n"
-      "server CPU per unit of work; idle memory = PSS over the server's process tree.\n",
+      "server CPU per unit of work; idle memory = private PSS over the server's process tree.\n",
       kMessageSize, kEchoConnections, kEchoPipeline, kMessageSize, plan.options.rounds);
   std::printf(
       "%s; %g s per phase, a fresh server per phase; reuseport workers %d; load threads %d.\n\n",

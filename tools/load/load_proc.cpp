@@ -79,19 +79,32 @@ std::optional<std::uint64_t> read_rss_bytes(pid_t pid) {
   return kib * 1024;
 }
 
-std::optional<std::uint64_t> parse_pss(const std::string& text) {
-  auto pos = text.find("\nPss:");
-  if (pos == std::string::npos) {
-    if (!text.starts_with("Pss:")) return std::nullopt;
-    pos = 0;
-  } else {
+namespace {
+// "Name:   123 kB" in an smaps_rollup text, in bytes.
+std::optional<std::uint64_t> smaps_field(const std::string& text, std::string_view name) {
+  const std::string key = std::string(name) + ":";
+  std::size_t pos = 0;
+  if (!text.starts_with(key)) {
+    pos = text.find("\n" + key);
+    if (pos == std::string::npos) return std::nullopt;
     pos += 1;
   }
-  std::istringstream ss(text.substr(pos + 4));
+  std::istringstream ss(text.substr(pos + key.size()));
   std::uint64_t kib = 0;
   std::string unit;
   if (!(ss >> kib >> unit) || unit != "kB") return std::nullopt;
   return kib * 1024;
+}
+}  // namespace
+
+std::optional<std::uint64_t> parse_pss(const std::string& text) {
+  return smaps_field(text, "Pss");
+}
+
+std::optional<std::uint64_t> parse_private_pss(const std::string& text) {
+  auto anon = smaps_field(text, "Pss_Anon");
+  if (!anon) return parse_pss(text);  // before Linux 5.14: all of Pss
+  return *anon + smaps_field(text, "Pss_Shmem").value_or(0);
 }
 
 std::optional<std::uint64_t> tree_memory_bytes(pid_t root) {
@@ -106,7 +119,7 @@ std::optional<std::uint64_t> tree_memory_bytes(pid_t root) {
     todo.pop_back();
     std::optional<std::uint64_t> bytes;
     if (auto text = read_small_file("/proc/" + std::to_string(pid) + "/smaps_rollup"))
-      bytes = parse_pss(*text);
+      bytes = parse_private_pss(*text);
     if (!bytes) bytes = read_rss_bytes(pid);
     if (!bytes) continue;  // exited meanwhile
     if (pid == root) root_read = true;

@@ -14,12 +14,17 @@ namespace load {
 // VmRSS from /proc/PID/status, in bytes.
 std::optional<std::uint64_t> read_rss_bytes(pid_t pid);
 
-// The memory of `pid` and of every descendant: the sum of their PSS (/proc/PID/smaps_rollup:
-// pages shared between a fork server's children are split among them, not counted N times), or
-// of their VmRSS where smaps_rollup is missing. In bytes; nullopt if `pid` itself is unreadable.
+// The memory of `pid` and of every descendant: the sum of their private PSS (parse_private_pss
+// of /proc/PID/smaps_rollup: pages shared between a fork server's children are split among them,
+// not counted N times), or of their VmRSS where smaps_rollup is missing. In bytes; nullopt if `pid` itself is unreadable.
 std::optional<std::uint64_t> tree_memory_bytes(pid_t pid);
 // "Pss:" of one smaps_rollup text, in bytes.
 std::optional<std::uint64_t> parse_pss(const std::string& smaps_rollup);
+// The memory a process wrote for itself: PSS of its anonymous and shared-memory pages (heap,
+// stacks, copy-on-write copies, MAP_SHARED pages), without the program's and libraries' code
+// and data files, which every process running them shares and which fault-around maps 64 KiB
+// at a time when code first runs. Falls back to all of Pss where the kernel lacks Pss_Anon.
+std::optional<std::uint64_t> parse_private_pss(const std::string& smaps_rollup);
 
 struct CpuTimes {
   std::uint64_t self_ticks = 0;      // utime + stime: every thread of the process

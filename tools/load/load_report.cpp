@@ -106,7 +106,7 @@ std::string report_json(const LoadOptions& o, const LoadTotals& t) {
       else
         j.null_field("server_pid");
       if (t.rss_before)
-        j.field("rss_before_bytes", *t.rss_before);  // PSS summed over the server's tree
+        j.field("rss_before_bytes", *t.rss_before);  // private PSS summed over the server's tree
       else
         j.null_field("rss_before_bytes");
       if (t.rss_holding)
@@ -156,7 +156,7 @@ std::string report_text(const LoadOptions& o, const LoadTotals& t) {
       add("  %d connections held %.1f s: alive %llu  failed %llu\n", o.connections, o.hold_s,
           static_cast<unsigned long long>(t.alive), static_cast<unsigned long long>(t.failed));
       if (auto per = rss_per_conn(t)) {
-        add("  server memory (PSS over its process tree): %.1f MiB before, %.1f MiB holding: %.0f "
+        add("  server memory (private PSS over its process tree): %.1f MiB before, %.1f MiB holding: %.0f "
             "bytes per connection\n",
             static_cast<double>(*t.rss_before) / 1048576.0,
             static_cast<double>(*t.rss_holding) / 1048576.0, *per);
