@@ -19,6 +19,15 @@ SessionPool& pool() {
   return *instance;
 }
 
+// Makes the pool and its first block now, in the process that creates the protocol: a fork
+// model's child then takes its session from a block its parent mapped (one copy-on-write page)
+// instead of constructing the pool and mapping a block of its own for a single session.
+void prime_pool() {
+  SessionPool& sessions = pool();
+  std::lock_guard lock(sessions.mutex);
+  sessions.slab.deallocate(sessions.slab.allocate());  // the emptied block stays, as the spare
+}
+
 }  // namespace
 
 void* EchoSession::operator new(std::size_t size) {
@@ -53,6 +62,7 @@ std::unique_ptr<Protocol> make_echo(std::string_view args, std::string& error) {
     error = "echo takes no arguments";
     return nullptr;
   }
+  prime_pool();
   return std::make_unique<EchoProtocol>();
 }
 
