@@ -29,14 +29,6 @@ constexpr std::size_t kFirstRead = 2048;
 
 void on_wake_signal(int) {}
 
-// std::system_category() is a call into libstdc++: taken once at start-up, so that a forked
-// child's first error (the peer's reset, as often as not) touches no page of libstdc++'s code.
-const std::error_category& g_system_category = std::system_category();
-
-std::error_code errno_now() noexcept {
-  return {errno, g_system_category};
-}
-
 bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
@@ -151,7 +143,7 @@ std::error_code BlockingConnection::serve(Session& session,
     waited();
     if (rc < 0) {
       if (errno != EINTR) {
-        fail(errno_now());
+        fail(last_errno());
       } else {  // woken (WakeSignal), or a signal a side channel may be waiting for
         for (SideChannel* channel : side_channels) channel->on_interrupted(*this);
       }
@@ -337,7 +329,7 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
 BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
   if (n < 0) {
     if (would_block(errno)) return ReadResult::would_block;
-    fail(errno_now());
+    fail(last_errno());
     return ReadResult::error;
   }
   {
@@ -390,7 +382,7 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
     counters_.writes.fetch_add(1, std::memory_order_relaxed);
     ssize_t n = ::send(socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && !would_block(errno)) {
-      drop_locked(errno_now());
+      drop_locked(last_errno());
       return true;
     }
     if (n > 0) {
@@ -481,7 +473,7 @@ void BlockingConnection::flush() {
   ssize_t n = core_.outbox().write_to(socket_.get(), writes);
   counters_.writes.fetch_add(writes, std::memory_order_relaxed);
   if (n < 0) {
-    drop_locked(errno_now());
+    drop_locked(last_errno());
     return;
   }
   if (n > 0) {

@@ -228,16 +228,13 @@ struct ForkModel::State {
   }
 
   void spawn(Fd client, const Address& peer);
-  // The loop's and the listeners' descriptors into `parents`; `closing`: in the child, may close
-  // them in rounds. Without it, false if they did not all fit.
-  bool note_own_descriptors(ParentDescriptors& parents, bool closing = false) const {
-    auto note = [&](int fd) { return closing ? (parents.add(fd), true) : parents.note(fd); };
-    bool all = true;
-    for (const int fd : loop->own_descriptors()) all = note(fd) && all;
+  // Calls `f` with each of the loop's and the listeners' descriptors.
+  template <class F>
+  void for_each_own_descriptor(F&& f) const {
+    for (const int fd : loop->own_descriptors()) f(fd);
     for (const auto& listener : listeners) {
-      for (const int fd : listener->acceptor.own_descriptors()) all = note(fd) && all;
+      for (const int fd : listener->acceptor.own_descriptors()) f(fd);
     }
-    return all;
   }
   [[noreturn]] void run_child(Fd client, Fd relay, std::string remote, ParentDescriptors& parents);
   [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
@@ -324,7 +321,8 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   }
 
   ParentDescriptors parents;
-  const bool all_noted = note_own_descriptors(parents);
+  bool all_noted = true;
+  for_each_own_descriptor([&](int fd) { all_noted = parents.note(fd) && all_noted; });
   pid_t pid = ::fork();
   if (pid < 0) {
     shed.fetch_add(1, std::memory_order_relaxed);  // EAGAIN/ENOMEM: out of processes
@@ -341,7 +339,7 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
     parent_end.reset();
     if (!all_noted) {  // more than fit: the child closes them in rounds
       parents.close_all();
-      note_own_descriptors(parents, true);
+      for_each_own_descriptor([&](int fd) { parents.add(fd); });
     }
     run_child(std::move(client), std::move(child_end), std::move(remote), parents);
   }
@@ -399,8 +397,8 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote,
     }
   }
   parents.close_all();
-  // The stop signals stay blocked (inherited) for our own signalfd; SIGCHLD goes back to how
-  // the caller of run() had it.
+  // The stop signals stay blocked (inherited) except while we wait (see g_child_stop); SIGCHLD
+  // goes back to how the caller of run() had it.
   if (unblock_sigchld_in_child) ::pthread_sigmask(SIG_UNBLOCK, &sigchld_set, nullptr);
 
   BlockingCounters counters;
