@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <utility>
 
 namespace reactor {
@@ -27,11 +28,15 @@ Buffer::~Buffer() {
 }
 
 void Buffer::release() noexcept {
-  std::free(block_);
+  if (block_ != nullptr && block_->spare == 0) std::free(block_);
   block_ = nullptr;
 }
 
-bool Buffer::reserve_tail(std::size_t n) {
+bool Buffer::reserve_tail(std::size_t n, Spare* spare) {
+  if (block_ == nullptr && spare != nullptr && n <= Spare::kBytes) {
+    block_ = new (spare->raw_) Header{static_cast<std::uint32_t>(Spare::kBytes), 0, 0, 1};
+    return true;
+  }
   const std::size_t capacity = this->capacity();
   const std::size_t write = block_ ? block_->write : 0;
   if (capacity - write >= n) return true;
@@ -53,16 +58,20 @@ bool Buffer::reserve_tail(std::size_t n) {
   fresh->capacity = static_cast<std::uint32_t>(want);
   fresh->read = 0;
   fresh->write = static_cast<std::uint32_t>(live);
-  fresh->unused = 0;
+  fresh->spare = 0;
   if (live > 0) std::memcpy(fresh + 1, data() + block_->read, live);
-  std::free(block_);
+  release();
   block_ = fresh;
   return true;
 }
 
 bool Buffer::append(std::span<const std::byte> bytes) {
+  return append(bytes, nullptr);
+}
+
+bool Buffer::append(std::span<const std::byte> bytes, Spare* spare) {
   if (bytes.empty()) return true;
-  if (!reserve_tail(bytes.size())) return false;
+  if (!reserve_tail(bytes.size(), spare)) return false;
   std::memcpy(data() + block_->write, bytes.data(), bytes.size());
   block_->write += static_cast<std::uint32_t>(bytes.size());
   return true;

@@ -13,8 +13,28 @@
 namespace reactor {
 
 class Buffer {
+  struct Header {
+    std::uint32_t capacity;
+    std::uint32_t read;
+    std::uint32_t write;
+    std::uint32_t spare;  // 1: the block is a Spare (not ours to free); keeps the bytes 16-aligned
+  };
+
  public:
   static constexpr std::size_t kSpillSize = 64 * 1024;
+
+  // Storage that the caller owns for a Buffer's first block, so that small contents cost no
+  // malloc: a blocking connection keeps one for its replies (a forked child's malloc writes heap
+  // pages it shares copy-on-write with its parent). A Buffer given it (append) keeps it until it
+  // is drained or outgrows it; one Buffer uses it at a time, and it must outlive that use.
+  class Spare {
+   public:
+    static constexpr std::size_t kBytes = 512 - sizeof(Header);  // what fits without a malloc
+
+   private:
+    friend class Buffer;
+    alignas(Header) std::byte raw_[512];
+  };
 
   Buffer() noexcept = default;
   Buffer(Buffer&& other) noexcept;
@@ -34,6 +54,8 @@ class Buffer {
 
   // False when the buffer cannot grow (over 4 GiB or out of memory); nothing is appended then.
   [[nodiscard]] bool append(std::span<const std::byte> bytes);
+  // The same; an empty buffer takes `spare` (if not null) for what fits in it.
+  [[nodiscard]] bool append(std::span<const std::byte> bytes, Spare* spare);
   // Drops `n` readable bytes from the front; frees the memory once empty.
   void consume(std::size_t n) noexcept;
   void clear() noexcept;
@@ -45,17 +67,11 @@ class Buffer {
   ssize_t write_to(int fd, std::size_t max = SIZE_MAX);
 
  private:
-  struct Header {
-    std::uint32_t capacity;
-    std::uint32_t read;
-    std::uint32_t write;
-    std::uint32_t unused;  // keeps the bytes 16-aligned
-  };
   std::byte* data() const noexcept { return reinterpret_cast<std::byte*>(block_ + 1); }
-  bool reserve_tail(std::size_t n);
+  bool reserve_tail(std::size_t n, Spare* spare);
   void release() noexcept;
 
-  Header* block_ = nullptr;  // one malloc'ed block: the header, then `capacity` bytes
+  Header* block_ = nullptr;  // one malloc'ed block (or a Spare): the header, then `capacity` bytes
 };
 
 }  // namespace reactor

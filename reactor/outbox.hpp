@@ -26,7 +26,9 @@ class Outbox {
   Buffer& bytes() noexcept { return bytes_; }
 
   // False when the buffer cannot grow; nothing is queued then.
-  [[nodiscard]] bool append(std::span<const std::byte> bytes) { return bytes_.append(bytes); }
+  [[nodiscard]] bool append(std::span<const std::byte> bytes, Buffer::Spare* spare = nullptr) {
+    return bytes_.append(bytes, spare);
+  }
   // Queues [offset, offset+length) of `fd` behind everything queued so far. Keeps a duplicate of
   // fd. Zero length queues nothing.
   std::error_code append_file(int fd, std::uint64_t offset, std::uint64_t length);
@@ -50,8 +52,7 @@ class Outbox {
     std::uint64_t leads = 0;  // sum of the ranges' leads
     std::uint64_t file_bytes = 0;
   };
-  ssize_t send_file_chunk(int socket, FileRange& range, std::uint64_t max,
-                          std::uint64_t& syscalls);
+  ssize_t send_file_chunk(int socket, FileRange& range, std::uint64_t max, std::uint64_t& syscalls);
 
   Buffer bytes_;
   std::unique_ptr<Files> files_;

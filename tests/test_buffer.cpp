@@ -62,6 +62,41 @@ TEST_CASE("moving a buffer moves its bytes") {
   CHECK(reactor::as_text(c.readable()) == "xyz");
 }
 
+// The spare is the caller's: content that fits stays in it (the readable bytes point into it),
+// content that outgrows it moves to a malloc'ed block, and neither draining nor destroying the
+// buffer frees it (ASan would report a bad free).
+TEST_CASE("a buffer given a spare keeps small content in it and outgrows it without freeing it") {
+  Buffer::Spare spare;
+  const auto* lo = reinterpret_cast<const std::byte*>(&spare);
+  const auto* hi = lo + sizeof(spare);
+  auto in_spare = [&](const Buffer& b) {
+    const std::byte* p = b.readable().data();
+    return p >= lo && p < hi;
+  };
+  {
+    Buffer b;
+    REQUIRE(b.append(reactor::as_bytes("small reply"), &spare));
+    CHECK(in_spare(b));
+    CHECK(b.capacity() == Buffer::Spare::kBytes);
+    const std::string big(Buffer::Spare::kBytes, 'x');
+    REQUIRE(b.append(reactor::as_bytes(big), &spare));  // outgrows it: a heap block, bytes kept
+    CHECK_FALSE(in_spare(b));
+    CHECK(reactor::as_text(b.readable()) == "small reply" + big);
+    b.consume(b.size());
+    CHECK(b.empty());
+    REQUIRE(b.append(reactor::as_bytes("again"), &spare));  // drained: the spare serves again
+    CHECK(in_spare(b));
+    Buffer moved(std::move(b));
+    CHECK(in_spare(moved));
+    CHECK(reactor::as_text(moved.readable()) == "again");
+  }  // destroyed holding the spare
+  Buffer b;
+  const std::string too_big(Buffer::Spare::kBytes + 1, 'y');
+  REQUIRE(b.append(reactor::as_bytes(too_big), &spare));  // never fits: straight to the heap
+  CHECK_FALSE(in_spare(b));
+  CHECK(b.size() == too_big.size());
+}
+
 TEST_CASE("read_from takes a small read into an empty buffer through the spill") {
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);

@@ -110,70 +110,70 @@ std::error_code BlockingConnection::serve(Session& session,
     many.resize(nfds);
     fds = many.data();
   }
-  std::error_code reason;
-  for (;;) {
-    Now now;
-    run_timers(now);
-    const bool answered = unflushed_;
-    if (unflushed_) {  // what the session sent since the last round goes out in one write
-      unflushed_ = false;
-      flush();
-    }
-    if (auto due = due_close(now)) {
-      reason = *due;
-      break;
-    }
-    std::size_t pending = 0;
-    const bool reading = want_read(pending);
-    if (reading && pending == 0 && !answered && speculate()) {
-      // Input is likely there already (a client that sends as it connects, or streams): read it
-      // without asking poll first. Not after an answer: the peer is likely waiting for it.
-      const bool found = read_once(session) != ReadResult::would_block;
-      speculated(found);
-      if (found) continue;
-    }
-    short events = reading ? POLLIN : 0;
-    if (pending > 0) events |= POLLOUT;
-    fds[0] = {socket_.get(), events, 0};
-    for (std::size_t i = 0; i < side_channels.size(); ++i) {
-      fds[1 + i] = {side_channels[i]->fd(), POLLIN, 0};
-    }
-
-    int rc = wait(fds, nfds, poll_timeout_ms(now));
-    waited();
-    if (rc < 0) {
-      if (errno != EINTR) {
-        fail(last_errno());
-      } else {  // woken (WakeSignal), or a signal a side channel may be waiting for
-        for (SideChannel* channel : side_channels) channel->on_interrupted(*this);
+  // The loop ends only with due_close's reason: no default std::error_code (whose constructor
+  // calls into libstdc++, one more code page for a forked child to fault in).
+  const std::error_code reason = [&]() -> std::error_code {
+    for (;;) {
+      Now now;
+      run_timers(now);
+      const bool answered = unflushed_;
+      if (unflushed_) {  // what the session sent since the last round goes out in one write
+        unflushed_ = false;
+        flush();
       }
-      continue;
-    }
-    if (rc == 0) continue;  // a deadline: due_close decides
+      if (auto due = due_close(now)) return *due;
+      std::size_t pending = 0;
+      const bool reading = want_read(pending);
+      if (reading && pending == 0 && !answered && speculate()) {
+        // Input is likely there already (a client that sends as it connects, or streams): read it
+        // without asking poll first. Not after an answer: the peer is likely waiting for it.
+        const bool found = read_once(session) != ReadResult::would_block;
+        speculated(found);
+        if (found) continue;
+      }
+      short events = reading ? POLLIN : 0;
+      if (pending > 0) events |= POLLOUT;
+      fds[0] = {socket_.get(), events, 0};
+      for (std::size_t i = 0; i < side_channels.size(); ++i) {
+        fds[1 + i] = {side_channels[i]->fd(), POLLIN, 0};
+      }
 
-    for (std::size_t i = 0; i < side_channels.size(); ++i) {
-      if (fds[1 + i].revents != 0) side_channels[i]->on_readable(*this);
-    }
+      int rc = wait(fds, nfds, poll_timeout_ms(now));
+      waited();
+      if (rc < 0) {
+        if (errno != EINTR) {
+          fail(last_errno());
+        } else {  // woken (WakeSignal), or a signal a side channel may be waiting for
+          for (SideChannel* channel : side_channels) channel->on_interrupted(*this);
+        }
+        continue;
+      }
+      if (rc == 0) continue;  // a deadline: due_close decides
 
-    short revents = fds[0].revents;
-    if (revents & POLLNVAL) {
-      fail(errno_code(EBADF));
-      continue;
-    }
-    if (revents & (POLLOUT | POLLERR | POLLHUP)) flush();
-    if (reading && (revents & (POLLIN | POLLERR | POLLHUP))) {
-      read_once(session);
-    } else if ((revents & (POLLERR | POLLHUP)) && buffered() == 0) {
-      // Hang-up or error that no read or write surfaced (we are neither reading nor writing):
-      // close now, or a level-triggered POLLHUP would wake us forever.
-      std::error_code ec = finish_connect(socket_.get());
-      if (ec) {
-        fail(ec);
-      } else {
-        hung_up_ = true;
+      for (std::size_t i = 0; i < side_channels.size(); ++i) {
+        if (fds[1 + i].revents != 0) side_channels[i]->on_readable(*this);
+      }
+
+      short revents = fds[0].revents;
+      if (revents & POLLNVAL) {
+        fail(errno_code(EBADF));
+        continue;
+      }
+      if (revents & (POLLOUT | POLLERR | POLLHUP)) flush();
+      if (reading && (revents & (POLLIN | POLLERR | POLLHUP))) {
+        read_once(session);
+      } else if ((revents & (POLLERR | POLLHUP)) && buffered() == 0) {
+        // Hang-up or error that no read or write surfaced (we are neither reading nor writing):
+        // close now, or a level-triggered POLLHUP would wake us forever.
+        std::error_code ec = finish_connect(socket_.get());
+        if (ec) {
+          fail(ec);
+        } else {
+          hung_up_ = true;
+        }
       }
     }
-  }
+  }();
 
   if (!reason) linger();
   if (limits_.protocol != nullptr && StreamCore::is_drop(reason)) {
@@ -402,7 +402,7 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
     drop_locked(Errc::too_slow);
     return true;
   }
-  if (!outbox.append(bytes)) {
+  if (!outbox.append(bytes, &spare_)) {
     drop_locked(errno_code(ENOMEM));
     return true;
   }

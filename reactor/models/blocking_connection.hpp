@@ -225,6 +225,7 @@ class BlockingConnection final : public Peer {
   mutable std::mutex mutex_;
   mutable std::string remote_;  // looked up when first asked if not given
   Fd socket_;
+  Buffer::Spare spare_;  // the outbox's first block: a small reply costs no malloc (before core_)
   StreamCore core_;
   bool stopping_ = false;
   Clock::time_point stop_deadline_ = Clock::time_point::max();
