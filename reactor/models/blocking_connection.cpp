@@ -295,11 +295,12 @@ BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
   Buffer& input = core_.input();
   if (input.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
-    // straight from there; only what it leaves unconsumed is copied to the heap. The first read
-    // (tried before any wait) takes a small buffer: for a client that has sent nothing yet it
-    // then touches no more of the thread's stack than waiting does.
-    return has_read_ ? read_onto_stack<Buffer::kSpillSize>(session)
-                     : read_onto_stack<kFirstRead>(session);
+    // straight from there; only what it leaves unconsumed is copied to the heap. Reads take a
+    // small buffer until one fills it: a peer that sends small requests then never makes us
+    // touch (and, in a forked child, fault in) the stack pages of a 64 KiB one; a peer that
+    // streams gets the large one from its second read on.
+    return large_reads_ ? read_onto_stack<Buffer::kSpillSize>(session)
+                        : read_onto_stack<kFirstRead>(session);
   }
   const ssize_t n = input.read_from(socket_.get());
   if (n > 0) {
@@ -316,7 +317,7 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
   std::byte stack[N];
   const ssize_t n = ::recv(socket_.get(), stack, sizeof(stack), 0);
   if (n > 0) {
-    has_read_ = true;
+    if (static_cast<std::size_t>(n) == N) large_reads_ = true;
     counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     note_activity();
     present(session, {stack, static_cast<std::size_t>(n)}, false);

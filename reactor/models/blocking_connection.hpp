@@ -214,7 +214,7 @@ class BlockingConnection final : public Peer {
   bool unflushed_ = false;              // the session queued output since the last flush
   Clock::time_point read_at_{};         // the last read that brought bytes (see note_activity)
   bool hung_up_ = false;
-  bool has_read_ = false;           // a read brought bytes
+  bool large_reads_ = false;        // a read filled the small buffer (see read_once)
   unsigned speculative_reads_ = 0;  // in a row without waiting, bounded (side channels, fairness)
   unsigned speculation_skip_ = 0;   // waits to go before the next speculative read
   unsigned speculation_backoff_ = 0;

@@ -135,7 +135,9 @@ class ParentDescriptors {
   }
 
  private:
-  static constexpr std::size_t kCapacity = 256;
+  // A few per listener and the loop's own: on the parent's stack, where each byte more takes
+  // the fork deeper into pages that it and the child then copy.
+  static constexpr std::size_t kCapacity = 32;
   int fds_[kCapacity];
   std::size_t count_ = 0;
 };
@@ -236,7 +238,10 @@ struct ForkModel::State {
       for (const int fd : listener->acceptor.own_descriptors()) f(fd);
     }
   }
-  [[noreturn]] void run_child(Fd client, Fd relay, std::string remote, ParentDescriptors& parents);
+  // Not inlined into spawn: the child's locals (its connection) then live below the parent's
+  // frames, which stay small.
+  [[noreturn, gnu::noinline]] void run_child(Fd client, Fd relay, std::string remote,
+                                             ParentDescriptors& parents);
   [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
                                  RelayClient* relay);
   void on_relay(Child& child, std::uint32_t events);
