@@ -33,7 +33,7 @@ class Buffer {
 
    private:
     friend class Buffer;
-    alignas(Header) std::byte raw_[512];
+    alignas(16) std::byte raw_[512];  // as malloc's blocks: the bytes after the header 16-aligned
   };
 
   Buffer() noexcept = default;
