@@ -65,10 +65,6 @@ bool Buffer::reserve_tail(std::size_t n, Spare* spare) {
   return true;
 }
 
-bool Buffer::append(std::span<const std::byte> bytes) {
-  return append(bytes, nullptr);
-}
-
 bool Buffer::append(std::span<const std::byte> bytes, Spare* spare) {
   if (bytes.empty()) return true;
   if (!reserve_tail(bytes.size(), spare)) return false;

@@ -53,9 +53,8 @@ class Buffer {
   }
 
   // False when the buffer cannot grow (over 4 GiB or out of memory); nothing is appended then.
-  [[nodiscard]] bool append(std::span<const std::byte> bytes);
-  // The same; an empty buffer takes `spare` (if not null) for what fits in it.
-  [[nodiscard]] bool append(std::span<const std::byte> bytes, Spare* spare);
+  // An empty buffer takes `spare` (if given) for what fits in it.
+  [[nodiscard]] bool append(std::span<const std::byte> bytes, Spare* spare = nullptr);
   // Drops `n` readable bytes from the front; frees the memory once empty.
   void consume(std::size_t n) noexcept;
   void clear() noexcept;
