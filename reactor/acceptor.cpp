@@ -84,8 +84,8 @@ void Acceptor::accept_ready(int budget) {
     sockaddr_storage peer;
     socklen_t peer_length = sizeof(peer);
     int fd = kWithPeer ? ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer),
-                                   &peer_length, SOCK_NONBLOCK | SOCK_CLOEXEC)
-                       : ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                                   &peer_length, accept_flags_)
+                       : ::accept4(listener_.get(), nullptr, nullptr, accept_flags_);
     if (fd >= 0) {
       bump(stats_.accepted);
       in_exhaustion_burst_ = false;

@@ -4,6 +4,8 @@
 // model: the epoll servers', and the fork and thread parents' (their loops run nothing else hot).
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -15,7 +17,7 @@
 
 namespace reactor {
 
-// Takes each accepted connection (nonblocking, close-on-exec).
+// Takes each accepted connection (nonblocking unless set_blocking_sockets, close-on-exec).
 class AcceptHandler {
  public:
   virtual void on_accept(Fd fd) = 0;
@@ -69,6 +71,12 @@ class Acceptor final : public Watcher {
   // or thread per connection) then pays one epoll_wait + accept4 per connection, without a
   // third call failing with EAGAIN, and still drains a burst in one wake-up.
   void set_adaptive_budget(bool adaptive) noexcept { adaptive_ = adaptive; }
+  // Hands connections over in blocking mode: for a handler that gives each one to a process or
+  // thread of its own, which may then wait in a read instead of in poll before it (the fork
+  // model). The handler must not block on them itself (MSG_DONTWAIT).
+  void set_blocking_sockets(bool blocking) noexcept {
+    accept_flags_ = blocking ? SOCK_CLOEXEC : SOCK_NONBLOCK | SOCK_CLOEXEC;
+  }
   // A wake-up this soon after the previous one ended found the listener ready without sleeping.
   static constexpr std::chrono::microseconds kBacklogGap{20};
 
@@ -99,6 +107,7 @@ class Acceptor final : public Watcher {
   TimerId resume_timer_ = kNoTimer;
   AcceptorStats stats_;
   Loop::Clock::time_point last_wakeup_end_{};  // adaptive budget only
+  int accept_flags_ = SOCK_NONBLOCK | SOCK_CLOEXEC;
   bool adaptive_ = false;
   bool in_exhaustion_burst_ = false;
   bool owns_path_ = true;

@@ -85,14 +85,22 @@ void Buffer::clear() noexcept {
   release();
 }
 
-ssize_t Buffer::read_from(int fd) {
+ssize_t Buffer::read_from(int fd, int recv_flags) {
   std::byte spill[kSpillSize];
   iovec iov[2];
   const std::size_t tail = block_ ? block_->capacity - block_->write : 0;
   iov[0] = {tail > 0 ? data() + block_->write : nullptr, tail};
   iov[1] = {spill, sizeof(spill)};
   int first = tail == 0 ? 1 : 0;
-  ssize_t n = ::readv(fd, iov + first, 2 - first);
+  ssize_t n;
+  if (recv_flags == 0) {
+    n = ::readv(fd, iov + first, 2 - first);
+  } else {
+    msghdr msg{};
+    msg.msg_iov = iov + first;
+    msg.msg_iovlen = static_cast<std::size_t>(2 - first);
+    n = ::recvmsg(fd, &msg, recv_flags);
+  }
   if (n <= 0) return n;
   std::size_t got = static_cast<std::size_t>(n);
   std::size_t into_tail = got < tail ? got : tail;
@@ -107,7 +115,8 @@ ssize_t Buffer::read_from(int fd) {
 ssize_t Buffer::write_to(int fd, std::size_t max) {
   if (empty()) return 0;
   const std::size_t pending = size();
-  ssize_t n = ::send(fd, data() + block_->read, max < pending ? max : pending, MSG_NOSIGNAL);
+  ssize_t n =
+      ::send(fd, data() + block_->read, max < pending ? max : pending, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n > 0) consume(static_cast<std::size_t>(n));
   return n;
 }

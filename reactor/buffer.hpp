@@ -60,9 +60,11 @@ class Buffer {
   void clear() noexcept;
 
   // One readv into the free tail plus a 64 KiB stack spill; what lands in the spill is appended.
-  // Returns readv's result (-1 with errno on error, 0 at EOF).
-  ssize_t read_from(int fd);
-  // One send (MSG_NOSIGNAL) of the readable bytes (at most `max`); consumes what the kernel took.
+  // Returns readv's result (-1 with errno on error, 0 at EOF). With `recv_flags` (a socket:
+  // MSG_DONTWAIT on one in blocking mode) one recvmsg with them instead.
+  ssize_t read_from(int fd, int recv_flags = 0);
+  // One send (MSG_NOSIGNAL | MSG_DONTWAIT: never blocks, whatever the socket's mode) of the
+  // readable bytes (at most `max`); consumes what the kernel took.
   ssize_t write_to(int fd, std::size_t max = SIZE_MAX);
 
  private:

@@ -47,7 +47,7 @@ ssize_t Outbox::send_file_chunk(int socket, FileRange& range, std::uint64_t max,
     return -1;
   }
   ++syscalls;
-  return ::send(socket, chunk, static_cast<std::size_t>(got), MSG_NOSIGNAL);
+  return ::send(socket, chunk, static_cast<std::size_t>(got), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 ssize_t Outbox::write_to(int socket, std::uint64_t& syscalls, std::uint64_t budget) {

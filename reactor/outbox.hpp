@@ -30,7 +30,8 @@ class Outbox {
     return bytes_.append(bytes, spare);
   }
   // Queues [offset, offset+length) of `fd` behind everything queued so far. Keeps a duplicate of
-  // fd. Zero length queues nothing.
+  // fd. Zero length queues nothing. sendfile takes no MSG_DONTWAIT: the socket must be in
+  // nonblocking mode (bytes go out with MSG_DONTWAIT and never block, whatever its mode).
   std::error_code append_file(int fd, std::uint64_t offset, std::uint64_t length);
 
   // Writes what the socket takes without blocking, at most `budget` bytes (so that one busy peer

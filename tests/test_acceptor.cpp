@@ -1,5 +1,6 @@
 // Acceptor: the one accept path of every model (epoll servers, and the fork and thread parents).
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -103,6 +104,24 @@ TEST_CASE("an AcceptHandler still gets every connection, without the address") {
   for (int i = 0; i < 5; ++i) clients.push_back(connect_to(bound));
   REQUIRE(run_until(*loop, [&] { return handler.accepted.size() == 5; }));
   CHECK(acceptor.stats().accepted == 5);
+}
+
+TEST_CASE("connections come nonblocking, or blocking with set_blocking_sockets; close-on-exec") {
+  for (const bool blocking : {false, true}) {
+    CAPTURE(blocking);
+    auto loop = new_loop();
+    auto [fd, bound] = listening(numeric("tcp://127.0.0.1:0"));
+    Collect handler;
+    reactor::Acceptor acceptor(*loop, std::move(fd), reactor::Transport::tcp, handler);
+    if (blocking) acceptor.set_blocking_sockets(true);
+    REQUIRE_FALSE(acceptor.start());
+    reactor::Fd client = connect_to(bound);
+    REQUIRE(run_until(*loop, [&] { return handler.accepted.size() == 1; }));
+    const int flags = ::fcntl(handler.accepted[0].get(), F_GETFL);
+    REQUIRE(flags >= 0);
+    CHECK(((flags & O_NONBLOCK) == 0) == blocking);
+    CHECK((::fcntl(handler.accepted[0].get(), F_GETFD) & FD_CLOEXEC) != 0);
+  }
 }
 
 TEST_CASE("pause() from on_accept stops accepting for the pause, then accepting resumes") {

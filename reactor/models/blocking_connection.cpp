@@ -87,7 +87,9 @@ BlockingConnection::BlockingConnection(Fd socket, std::string remote, const Bloc
       remote_(std::move(remote)),
       socket_(std::move(socket)),
       core_(limits.idle_timeout.count() > 0 ? Clock::now() : Clock::time_point()) {
-  if (wakeable_ && limits_.wait_mask == nullptr) {
+  blocking_ = limits_.blocking_sockets;
+  // A wakeable owner must wait where a wake-up ends the wait: in ppoll, not in a read.
+  if (wakeable_ && (limits_.wait_mask == nullptr || blocking_)) {
     core_.set_closed(errno_code(EINVAL));  // serve() runs on_open, then closes with this reason
   }
 }
@@ -110,6 +112,9 @@ std::error_code BlockingConnection::serve(Session& session,
     many.resize(nfds);
     fds = many.data();
   }
+  const bool only_socket =
+      std::all_of(side_channels.begin(), side_channels.end(),
+                  [](const SideChannel* channel) { return channel->fd() < 0; });
   // The loop ends only with due_close's reason: no default std::error_code (whose constructor
   // calls into libstdc++, one more code page for a forked child to fault in).
   const std::error_code reason = [&]() -> std::error_code {
@@ -124,6 +129,12 @@ std::error_code BlockingConnection::serve(Session& session,
       if (auto due = due_close(now)) return *due;
       std::size_t pending = 0;
       const bool reading = want_read(pending);
+      if (blocking_ && reading && pending == 0 && only_socket && poll_timeout_ms(now) < 0) {
+        // Nothing to wait for but input, and no deadline: wait in the read (one syscall, not
+        // poll + read), as a textbook server does.
+        read_blocking(session);
+        continue;
+      }
       if (reading && pending == 0 && !answered && speculate()) {
         // Input is likely there already (a client that sends as it connects, or streams): read it
         // without asking poll first. Not after an answer: the peer is likely waiting for it.
@@ -143,8 +154,8 @@ std::error_code BlockingConnection::serve(Session& session,
       if (rc < 0) {
         if (errno != EINTR) {
           fail(last_errno());
-        } else {  // woken (WakeSignal), or a signal a side channel may be waiting for
-          for (SideChannel* channel : side_channels) channel->on_interrupted(*this);
+        } else {  // woken (WakeSignal), or a stop signal
+          take_stop_request();
         }
         continue;
       }
@@ -200,7 +211,9 @@ std::error_code BlockingConnection::serve(Session& session,
 }
 
 int BlockingConnection::wait(pollfd* fds, std::size_t count, int timeout_ms) {
-  if (limits_.wait_mask == nullptr) return ::poll(fds, count, timeout_ms);
+  if (limits_.wait_mask == nullptr && limits_.signal_stop == nullptr) {
+    return ::poll(fds, count, timeout_ms);
+  }
   timespec timeout{};
   timespec* bound = nullptr;
   if (timeout_ms >= 0) {
@@ -208,9 +221,78 @@ int BlockingConnection::wait(pollfd* fds, std::size_t count, int timeout_ms) {
     timeout.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1'000'000L;
     bound = &timeout;
   }
-  // WakeSignal::kSignal (or the fork child's stop signals) is unblocked for the wait only: one
-  // sent before it ends it at once.
+  if (limits_.signal_stop != nullptr) return wait_for_stop(fds, count, bound);
+  // WakeSignal::kSignal is unblocked for the wait only: one sent before it ends it at once.
   return ::ppoll(fds, count, bound, limits_.wait_mask);
+}
+
+// The stop signals are unblocked. A wait for input on the socket is ended by the handler's
+// shutdown(SHUT_RD) once reading_fd is set; any other wait blocks the signals from before the
+// check until ppoll unblocks them, so one sent in between ends it at once.
+int BlockingConnection::wait_for_stop(pollfd* fds, std::size_t count, const timespec* timeout) {
+  SignalStop& stop = *limits_.signal_stop;
+  int rc = -1;
+  if ((fds[0].events & POLLIN) != 0) {
+    stop.reading_fd = fds[0].fd;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (take_stop_request()) {
+      errno = EINTR;
+    } else {
+      rc = ::ppoll(fds, count, timeout, nullptr);
+    }
+    read_returned(0);
+    return rc;
+  }
+  sigset_t open;
+  if (int e = ::pthread_sigmask(SIG_BLOCK, &stop.signals, &open); e != 0) {
+    errno = e;
+    return -1;
+  }
+  if (take_stop_request()) {
+    errno = EINTR;
+  } else {
+    rc = ::ppoll(fds, count, timeout, &open);
+  }
+  const int saved = errno;
+  ::pthread_sigmask(SIG_SETMASK, &open, nullptr);
+  errno = saved;
+  return rc;
+}
+
+BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& session) {
+  if (SignalStop* stop = limits_.signal_stop) {
+    stop->reading_fd = socket_.get();
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (take_stop_request()) {
+      stop->reading_fd = -1;
+      return ReadResult::interrupted;
+    }
+  }
+  return read_once(session, 0);  // the read clears reading_fd as it returns (read_returned)
+}
+
+// After a read with `flags` 0 (or a wait for input): a stop request no longer needs to end it.
+void BlockingConnection::read_returned(int flags) noexcept {
+  if (flags != 0 || limits_.signal_stop == nullptr) return;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  limits_.signal_stop->reading_fd = -1;
+}
+
+bool BlockingConnection::take_stop_request() {
+  SignalStop* stop = limits_.signal_stop;
+  if (stop == nullptr || stop->requested == 0) return false;
+  stop->requested = 0;
+  this->stop(Clock::now() + stop->grace);
+  return true;
+}
+
+void SignalStop::request(int signo) noexcept {
+  const int saved = errno;
+  requested = signo;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  const int fd = reading_fd;
+  if (fd >= 0) ::shutdown(fd, SHUT_RD);
+  errno = saved;
 }
 
 bool BlockingConnection::speculate() const noexcept {
@@ -291,7 +373,7 @@ void BlockingConnection::note_output_locked() {
   if (idle_clock()) core_.note_activity(Clock::now());
 }
 
-BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
+BlockingConnection::ReadResult BlockingConnection::read_once(Session& session, int flags) {
   Buffer& input = core_.input();
   if (input.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
@@ -299,10 +381,12 @@ BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
     // small buffer until one fills it: a peer that sends small requests then never makes us
     // touch (and, in a forked child, fault in) the stack pages of a 64 KiB one; a peer that
     // streams gets the large one from its second read on.
-    return large_reads_ ? read_onto_stack<Buffer::kSpillSize>(session)
-                        : read_onto_stack<kFirstRead>(session);
+    return large_reads_ ? read_onto_stack<Buffer::kSpillSize>(session, flags)
+                        : read_onto_stack<kFirstRead>(session, flags);
   }
-  const ssize_t n = input.read_from(socket_.get());
+  // A nonblocking socket needs no flag (and readv is what the epoll Connection calls too).
+  const ssize_t n = input.read_from(socket_.get(), blocking_ ? flags : 0);
+  read_returned(flags);
   if (n > 0) {
     counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     note_activity();
@@ -313,9 +397,10 @@ BlockingConnection::ReadResult BlockingConnection::read_once(Session& session) {
 }
 
 template <std::size_t N>
-BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& session) {
+BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& session, int flags) {
   std::byte stack[N];
-  const ssize_t n = ::recv(socket_.get(), stack, sizeof(stack), 0);
+  const ssize_t n = ::recv(socket_.get(), stack, sizeof(stack), flags);
+  read_returned(flags);
   if (n > 0) {
     if (static_cast<std::size_t>(n) == N) large_reads_ = true;
     counters_.bytes_in.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
@@ -328,6 +413,11 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
 
 // A read that brought no bytes: `n` is 0 (end of input) or -1.
 BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
+  // A stop request ended the read (its shutdown(SHUT_RD): an end of input that is ours).
+  if ((n == 0 || errno == EINTR) && limits_.signal_stop != nullptr &&
+      limits_.signal_stop->requested != 0) {
+    return ReadResult::interrupted;
+  }
   if (n < 0) {
     if (would_block(errno)) return ReadResult::would_block;
     fail(last_errno());
@@ -505,7 +595,7 @@ void BlockingConnection::linger() {
     int rc = ::poll(&p, 1, 25);  // also a period to re-check what the peer has acknowledged
     if (rc < 0 && errno != EINTR) return;
     if (rc > 0) {
-      ssize_t n = ::recv(socket_.get(), sink, sizeof(sink), 0);
+      ssize_t n = ::recv(socket_.get(), sink, sizeof(sink), MSG_DONTWAIT);
       if (n == 0 || (n < 0 && !would_block(errno))) return;
     }
     if (unacknowledged_bytes(socket_.get()) == 0) return;
@@ -555,6 +645,10 @@ const std::string& BlockingConnection::remote_locked() const {
 
 std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
   const bool own = std::this_thread::get_id() == owner_id();
+  if (own && blocking_) {  // sendfile takes no MSG_DONTWAIT: from now on, poll before reading
+    if (auto ec = set_nonblocking(socket_.get(), true)) return ec;
+    blocking_ = false;
+  }
   {
     std::lock_guard lock(mutex_);
     if (!socket_ || !core_.accepts_output()) return errno_code(EPIPE);

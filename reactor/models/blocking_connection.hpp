@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -53,9 +54,34 @@ namespace reactor {
 struct BlockingLimits : StreamLimits {
   std::size_t delivery_limit = 4u << 20;  // max_outbox 0: bound on output queued by others
   const Protocol* protocol = nullptr;  // its last_words go to a peer dropped as idle / over input
-  // The signal mask while waiting (ppoll): wakeable connections: WakeSignal::wait_mask(); a
-  // fork child: its mask without the stop signals. Null: poll, with the thread's mask.
+  // The signal mask while waiting (ppoll): wakeable connections: WakeSignal::wait_mask().
+  // Null: poll, with the thread's mask.
   const sigset_t* wait_mask = nullptr;
+  // The sockets come in blocking mode (Acceptor::set_blocking_sockets): with nothing else to
+  // wait for (no output pending, no side channel descriptor, no deadline or timer) the owner
+  // waits in the read itself, as a textbook server does, instead of in poll before it. Every
+  // other call on the socket passes MSG_DONTWAIT; a file to send switches it to nonblocking.
+  bool blocking_sockets = false;
+  // Stop requests from a signal handler (a fork child's stop signals); see SignalStop.
+  struct SignalStop* signal_stop = nullptr;
+};
+
+// A stop that a signal handler requests, for an owner that runs with the stop signals unblocked
+// and has no descriptor to hear them on (a fork child: no signalfd, no mask change per wait).
+// The handler calls request(): it notes the signal and, if the owner is about to wait for input
+// (or is waiting), shuts that socket for reading, which ends the wait at once however it waits
+// (in recv or in poll for POLLIN). serve() notes the socket, then looks at `requested`, then
+// waits; so a request made at any moment is seen before the wait or ends it. A wait that is not
+// for input (output only) blocks `signals` around a ppoll that unblocks them, as WakeSignal.
+// A request makes the connection stop(now + grace): it flushes and closes orderly.
+struct SignalStop {
+  volatile sig_atomic_t requested = 0;    // the signal's number, 0 for none
+  volatile sig_atomic_t reading_fd = -1;  // the socket a wait for input is on, or -1
+  sigset_t signals{};                     // the stop signals
+  std::chrono::milliseconds grace{0};
+
+  // Async-signal-safe: from the handler (keeps errno).
+  void request(int signo) noexcept;
 };
 
 // How other threads wake a connection's owner without a descriptor per connection: the owner
@@ -95,17 +121,12 @@ struct BlockingCounters {
 
 class BlockingConnection;
 
-// A descriptor the owning thread waits on besides its socket (fork child: relay, signals).
-// A channel without a descriptor (fd() < 0) hears of signals instead: with
-// BlockingLimits::wait_mask set, a signal unblocked there ends the wait, and every side channel
-// is then asked on_interrupted (the fork child's stop signals, with no signalfd per child).
+// A descriptor the owning thread waits on besides its socket (fork child: its relay).
 class SideChannel {
  public:
   virtual int fd() const = 0;
   // `fd()` is readable or hung up; called on the owning thread, between session callbacks.
   virtual void on_readable(BlockingConnection& connection) = 0;
-  // A wait ended with EINTR (a signal's handler ran); on the owning thread.
-  virtual void on_interrupted(BlockingConnection&) {}
 
  protected:
   ~SideChannel() = default;
@@ -115,7 +136,8 @@ class BlockingConnection final : public Peer {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `socket` must be a connected, nonblocking stream socket (as the Acceptor hands them over).
+  // `socket` must be a connected stream socket, nonblocking (as the Acceptor hands them over)
+  // unless `limits.blocking_sockets`.
   // `remote`: the peer as a URL, or empty to look it up (getpeername) when first asked.
   // `wakeable`: other threads may queue output, drop() and stop() (thread model); the owner thread
   // must then keep WakeSignal::kSignal blocked and `limits.wait_mask` be set. Without it only the
@@ -151,7 +173,7 @@ class BlockingConnection final : public Peer {
 
  private:
   enum class Source { own, other };
-  enum class ReadResult { data, eof, error, would_block };
+  enum class ReadResult { data, eof, error, would_block, interrupted };
   void enqueue(std::span<const std::byte> bytes, Source source);
   bool enqueue_locked(std::span<const std::byte> bytes, Source source);
   void wake() noexcept;
@@ -164,6 +186,13 @@ class BlockingConnection final : public Peer {
   void speculated(bool found);
   void waited();
   int wait(pollfd* fds, std::size_t count, int timeout_ms);
+  // Waits for input in the read itself (blocking_sockets): interrupted when a stop came first.
+  ReadResult read_blocking(Session& session);
+  // With a SignalStop: acts on a request, if one came; true if it did.
+  bool take_stop_request();
+  // wait() with a SignalStop (see there).
+  int wait_for_stop(pollfd* fds, std::size_t count, const timespec* timeout);
+  void read_returned(int flags) noexcept;
   // The time, read from the clock when first asked in one round of serve() (a connection with
   // no deadline and no timer never asks: a forked child then touches no clock code or vDSO).
   class Now {
@@ -192,9 +221,10 @@ class BlockingConnection final : public Peer {
   bool guarded(F&& call);
   void run_timers(Now& now);
   void say_last_words(std::error_code reason);
-  ReadResult read_once(Session& session);
+  // `flags`: MSG_DONTWAIT, or 0 to wait in the read (a blocking socket).
+  ReadResult read_once(Session& session, int flags = MSG_DONTWAIT);
   template <std::size_t N>
-  [[gnu::noinline]] ReadResult read_onto_stack(Session& session);
+  [[gnu::noinline]] ReadResult read_onto_stack(Session& session, int flags);
   ReadResult read_ended(Session& session, ssize_t n);
   void present(Session& session, std::span<const std::byte> bytes, bool from_input);
   void flush();
@@ -215,6 +245,7 @@ class BlockingConnection final : public Peer {
   Clock::time_point read_at_{};         // the last read that brought bytes (see note_activity)
   bool hung_up_ = false;
   bool large_reads_ = false;        // a read filled the small buffer (see read_once)
+  bool blocking_ = false;           // the socket is in blocking mode (see blocking_sockets)
   unsigned speculative_reads_ = 0;  // in a row without waiting, bounded (side channels, fairness)
   unsigned speculation_skip_ = 0;   // waits to go before the next speculative read
   unsigned speculation_backoff_ = 0;

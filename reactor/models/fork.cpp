@@ -34,33 +34,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The stop signal a child has caught and not yet acted on. The handler is installed by the
-// parent's run() (where the stop signals stay blocked, read by its loop's signalfd) and
-// inherited; a child keeps them blocked too except while it waits (ppoll with
-// State::child_wait_mask), so one that arrives at any moment ends the wait in progress or the
-// next one: no signalfd and no extra descriptor to poll per child.
-volatile sig_atomic_t g_child_stop = 0;
+// A child's stop requests: SIGTERM/SIGINT/SIGHUP (forwarded by the parent, or the parent's
+// death) stop its connection gracefully. The handler is installed by the parent's run() (where
+// the stop signals stay blocked, read by its loop's signalfd) and inherited; a child unblocks
+// them and its connection hears of them through this (SignalStop: no signalfd, no descriptor to
+// poll and no mask change per wait, and the wait for input stays one read).
+SignalStop g_child_stop;
 
 void on_child_stop(int signo) {
-  g_child_stop = signo;
+  g_child_stop.request(signo);
 }
-
-// In a child: SIGTERM/SIGINT/SIGHUP (forwarded by the parent, or the parent's death) stop the
-// connection gracefully.
-class StopOnSignal final : public SideChannel {
- public:
-  explicit StopOnSignal(std::chrono::milliseconds grace) : grace_(grace) {}
-  int fd() const override { return -1; }
-  void on_readable(BlockingConnection&) override {}
-  void on_interrupted(BlockingConnection& connection) override {
-    if (g_child_stop == 0) return;
-    g_child_stop = 0;
-    connection.stop(Clock::now() + grace_);
-  }
-
- private:
-  std::chrono::milliseconds grace_;
-};
 
 // Installs on_child_stop for the stop signals; restore() puts back what was there.
 class ChildStopHandlers {
@@ -74,7 +57,9 @@ class ChildStopHandlers {
     struct sigaction action {};
     action.sa_handler = on_child_stop;
     sigfillset(&action.sa_mask);
-    action.sa_flags = 0;
+    // A read it interrupts goes on, and ends at once (the handler shut the socket for reading);
+    // polls are never restarted.
+    action.sa_flags = SA_RESTART;
     for (const int signo : kSignals) {
       if (::sigaction(signo, &action, &previous_[count_]) != 0) {
         auto ec = last_errno();
@@ -204,7 +189,8 @@ struct ForkModel::State {
   struct Listener final : PeerAcceptHandler {
     Listener(State& s, Fd fd, Transport transport)
         : state(s), acceptor(*s.loop, std::move(fd), transport, *this) {
-      acceptor.set_adaptive_budget(true);  // a fork per connection: rarely more than one queued
+      acceptor.set_adaptive_budget(true);   // a fork per connection: rarely more than one queued
+      acceptor.set_blocking_sockets(true);  // the child waits in its reads (blocking_sockets)
     }
     void on_accept(Fd fd, const Address& peer) override { state.spawn(std::move(fd), peer); }
     State& state;
@@ -216,6 +202,8 @@ struct ForkModel::State {
     limits.max_input = protocol.max_input();
     limits.idle_timeout = options.idle_timeout;
     limits.protocol = &protocol;
+    limits.blocking_sockets = true;
+    limits.signal_stop = &g_child_stop;
     if (auto created = Loop::create()) {
       loop = std::move(*created);
     } else {
@@ -268,9 +256,8 @@ struct ForkModel::State {
   int stop_signals = 0;  // a second one cuts the grace period short
   TimerId kill_timer = kNoTimer;
   pid_t parent_pid = 0;
-  bool unblock_sigchld_in_child = false;  // SIGCHLD was not blocked before run()
-  sigset_t sigchld_set{};                 // made in run(): the child calls no sigset code
-  sigset_t child_wait_mask{};             // the caller's mask without the stop signals
+  // Made in run(): the child calls no sigset code. The caller's mask without the stop signals.
+  sigset_t child_mask{};
 
   ChildList children;
   ByPid by_pid;
@@ -402,9 +389,9 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote,
     }
   }
   parents.close_all();
-  // The stop signals stay blocked (inherited) except while we wait (see g_child_stop); SIGCHLD
-  // goes back to how the caller of run() had it.
-  if (unblock_sigchld_in_child) ::pthread_sigmask(SIG_UNBLOCK, &sigchld_set, nullptr);
+  // The stop signals are unblocked (see g_child_stop); SIGCHLD goes back to how the caller of
+  // run() had it.
+  ::pthread_sigmask(SIG_SETMASK, &child_mask, nullptr);
 
   BlockingCounters counters;
   BlockingConnection connection(std::move(client), std::move(remote), limits, counters, false);
@@ -424,11 +411,9 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote,
   }
   if (!session)
     finish_child(counters, ChildReport::rejected, relay_client ? &*relay_client : nullptr);
-  // Finish a little before the parent's SIGKILL, so that the report still gets out.
-  StopOnSignal stop(options.shutdown_grace * 3 / 4);
-  SideChannel* both[] = {relay_client ? &*relay_client : nullptr, &stop};
-  std::span<SideChannel* const> side_channels(both);
-  if (!relay_client) side_channels = side_channels.subspan(1);
+  SideChannel* relay_channel[] = {relay_client ? &*relay_client : nullptr};
+  std::span<SideChannel* const> side_channels(relay_channel);
+  if (!relay_client) side_channels = {};
   std::error_code reason = connection.serve(*session, side_channels);
   session.reset();
   finish_child(counters, reason ? ChildReport::failed : ChildReport::clean,
@@ -626,15 +611,16 @@ std::error_code ForkModel::run() {
   if (!s.loop) return s.loop_error;
   sigset_t before;
   if (int rc = ::pthread_sigmask(SIG_BLOCK, nullptr, &before); rc != 0) return errno_code(rc);
-  s.unblock_sigchld_in_child = sigismember(&before, SIGCHLD) == 0;
-  sigemptyset(&s.sigchld_set);
-  sigaddset(&s.sigchld_set, SIGCHLD);
-  s.child_wait_mask = before;
-  for (const int signo : {REACTOR_STOP_SIGNALS}) sigdelset(&s.child_wait_mask, signo);
-  s.limits.wait_mask = &s.child_wait_mask;
+  s.child_mask = before;
+  // The children's: finish a little before the parent's SIGKILL, so that the report gets out.
+  g_child_stop.grace = s.options.shutdown_grace * 3 / 4;
+  sigemptyset(&g_child_stop.signals);
+  for (const int signo : {REACTOR_STOP_SIGNALS}) {
+    sigdelset(&s.child_mask, signo);
+    sigaddset(&g_child_stop.signals, signo);
+  }
   if (auto ec = block_signals({REACTOR_STOP_SIGNALS, SIGCHLD})) return ec;
   // The children's handler (see g_child_stop); blocked here, so it never runs in the parent.
-  // No SA_RESTART: it ends a child's wait.
   ChildStopHandlers handlers;
   if (auto ec = handlers.install()) return ec;
   auto on_signal = [](int signo, void* state) { static_cast<State*>(state)->on_signal(signo); };
