@@ -3,6 +3,9 @@
 #include <netdb.h>
 
 namespace reactor {
+
+const std::error_category* const detail::system_category = &std::system_category();
+
 namespace {
 
 class ReactorCategory final : public std::error_category {

@@ -32,8 +32,15 @@ const std::error_category& resolver_category() noexcept;
 inline std::error_code make_error_code(Errc e) noexcept {
   return {static_cast<int>(e), reactor_category()};
 }
+namespace detail {
+// std::system_category(), looked up once at start-up: an error code then costs no call into
+// libstdc++ (a forked child that sees its first error faults in no page of its code for it).
+extern const std::error_category* const system_category;
+}  // namespace detail
+
 inline std::error_code errno_code(int e) noexcept {
-  return {e, std::system_category()};
+  const std::error_category* category = detail::system_category;
+  return {e, category != nullptr ? *category : std::system_category()};  // null: before start-up
 }
 inline std::error_code last_errno() noexcept {
   return errno_code(errno);

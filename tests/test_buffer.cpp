@@ -152,3 +152,48 @@ TEST_CASE("write_to sends what the kernel takes and keeps the rest") {
   CHECK(static_cast<std::size_t>(n) < payload.size());
   CHECK(buf.size() == payload.size() - static_cast<std::size_t>(n));
 }
+
+TEST_CASE("append copies every length exactly, after any amount already held") {
+  // Lengths up to 128 are copied inline in overlapping halves, longer ones with memcpy.
+  auto source = test::random_bytes(300, 11);
+  for (std::size_t held : {0u, 1u, 7u, 100u}) {
+    for (std::size_t n = 0; n <= 300; ++n) {
+      CAPTURE(held);
+      CAPTURE(n);
+      Buffer buf;
+      REQUIRE(buf.append({source.data() + 300 - held, held}));
+      REQUIRE(buf.append({source.data(), n}));
+      auto readable = buf.readable();
+      REQUIRE(readable.size() == held + n);
+      CHECK(std::memcmp(readable.data(), source.data() + 300 - held, held) == 0);
+      CHECK(std::memcmp(readable.data() + held, source.data(), n) == 0);
+    }
+  }
+}
+
+TEST_CASE("on a blocking socket, read_from with MSG_DONTWAIT and write_to never block") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);  // blocking mode
+  reactor::Fd a(sv[0]), b(sv[1]);
+  Buffer in;
+  CHECK(in.read_from(a.get(), MSG_DONTWAIT) == -1);  // nothing there: EAGAIN, not a wait
+  CHECK((errno == EAGAIN || errno == EWOULDBLOCK));
+  test::send_all(b.get(), "pong");
+  CHECK(in.read_from(a.get(), MSG_DONTWAIT) == 4);
+  CHECK(reactor::as_text(in.readable()) == "pong");
+  // More than the socket holds: write_to takes what fits and returns instead of waiting.
+  auto payload = test::random_bytes(8 << 20, 5);
+  Buffer out;
+  REQUIRE(out.append(payload));
+  ssize_t total = 0;
+  for (int i = 0; i < 1000; ++i) {
+    ssize_t n = out.write_to(a.get());
+    if (n < 0) {
+      CHECK((errno == EAGAIN || errno == EWOULDBLOCK));
+      break;
+    }
+    total += n;
+  }
+  CHECK(total > 0);
+  CHECK(static_cast<std::size_t>(total) < payload.size());
+}

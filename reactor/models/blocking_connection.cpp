@@ -29,6 +29,13 @@ constexpr std::size_t kFirstRead = 2048;
 
 void on_wake_signal(int) {}
 
+// SignalStop's state: the calling thread's (see there).
+struct StopState {
+  volatile sig_atomic_t requested = 0;
+  volatile sig_atomic_t reading_fd = -1;
+};
+[[gnu::tls_model("initial-exec")]] thread_local StopState t_stop;
+
 bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
@@ -79,14 +86,17 @@ WakeSignal::~WakeSignal() {
   if (restore_) ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
 }
 
-BlockingConnection::BlockingConnection(Fd socket, std::string remote, const BlockingLimits& limits,
-                                       BlockingCounters& counters, bool wakeable)
+BlockingConnection::BlockingConnection(Fd socket, std::string&& remote,
+                                       const BlockingLimits& limits, BlockingCounters& counters,
+                                       bool wakeable)
     : limits_(limits),
       counters_(counters),
       wakeable_(wakeable),
-      remote_(std::move(remote)),
       socket_(std::move(socket)),
       core_(limits.idle_timeout.count() > 0 ? Clock::now() : Clock::time_point()) {
+  // Taken only if given: moving an empty string still copies its terminator (a call to memcpy,
+  // one more page of libc's code for a forked child to fault in).
+  if (!remote.empty()) remote_ = std::move(remote);
   blocking_ = limits_.blocking_sockets;
   // A wakeable owner must wait where a wake-up ends the wait: in ppoll, not in a read.
   if (wakeable_ && (limits_.wait_mask == nullptr || blocking_)) {
@@ -230,11 +240,10 @@ int BlockingConnection::wait(pollfd* fds, std::size_t count, int timeout_ms) {
 // shutdown(SHUT_RD) once reading_fd is set; any other wait blocks the signals from before the
 // check until ppoll unblocks them, so one sent in between ends it at once.
 int BlockingConnection::wait_for_stop(pollfd* fds, std::size_t count, const timespec* timeout) {
-  SignalStop& stop = *limits_.signal_stop;
+  const SignalStop& stop = *limits_.signal_stop;
   int rc = -1;
   if ((fds[0].events & POLLIN) != 0) {
-    stop.reading_fd = fds[0].fd;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
+    SignalStop::reading(fds[0].fd);
     if (take_stop_request()) {
       errno = EINTR;
     } else {
@@ -260,11 +269,10 @@ int BlockingConnection::wait_for_stop(pollfd* fds, std::size_t count, const time
 }
 
 BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& session) {
-  if (SignalStop* stop = limits_.signal_stop) {
-    stop->reading_fd = socket_.get();
-    std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (limits_.signal_stop != nullptr) {
+    SignalStop::reading(socket_.get());
     if (take_stop_request()) {
-      stop->reading_fd = -1;
+      SignalStop::reading(-1);
       return ReadResult::interrupted;
     }
   }
@@ -273,26 +281,40 @@ BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& sessio
 
 // After a read with `flags` 0 (or a wait for input): a stop request no longer needs to end it.
 void BlockingConnection::read_returned(int flags) noexcept {
-  if (flags != 0 || limits_.signal_stop == nullptr) return;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  limits_.signal_stop->reading_fd = -1;
+  if (flags == 0 && limits_.signal_stop != nullptr) SignalStop::reading(-1);
 }
 
 bool BlockingConnection::take_stop_request() {
-  SignalStop* stop = limits_.signal_stop;
-  if (stop == nullptr || stop->requested == 0) return false;
-  stop->requested = 0;
-  this->stop(Clock::now() + stop->grace);
+  if (limits_.signal_stop == nullptr || SignalStop::take() == 0) return false;
+  stop(Clock::now() + limits_.signal_stop->grace);
   return true;
 }
 
 void SignalStop::request(int signo) noexcept {
   const int saved = errno;
-  requested = signo;
+  t_stop.requested = signo;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  const int fd = reading_fd;
+  const int fd = t_stop.reading_fd;
   if (fd >= 0) ::shutdown(fd, SHUT_RD);
   errno = saved;
+}
+
+int SignalStop::requested() noexcept {
+  return t_stop.requested;
+}
+
+int SignalStop::take() noexcept {
+  const int signo = t_stop.requested;
+  if (signo != 0) t_stop.requested = 0;
+  return signo;
+}
+
+// Before a wait: noted before the owner looks for a request (the fence keeps the order against
+// the handler, which runs on this thread).
+void SignalStop::reading(int fd) noexcept {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_stop.reading_fd = fd;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
 bool BlockingConnection::speculate() const noexcept {
@@ -415,7 +437,7 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
 BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
   // A stop request ended the read (its shutdown(SHUT_RD): an end of input that is ours).
   if ((n == 0 || errno == EINTR) && limits_.signal_stop != nullptr &&
-      limits_.signal_stop->requested != 0) {
+      SignalStop::requested() != 0) {
     return ReadResult::interrupted;
   }
   if (n < 0) {

@@ -63,25 +63,32 @@ struct BlockingLimits : StreamLimits {
   // other call on the socket passes MSG_DONTWAIT; a file to send switches it to nonblocking.
   bool blocking_sockets = false;
   // Stop requests from a signal handler (a fork child's stop signals); see SignalStop.
-  struct SignalStop* signal_stop = nullptr;
+  const struct SignalStop* signal_stop = nullptr;
 };
 
 // A stop that a signal handler requests, for an owner that runs with the stop signals unblocked
 // and has no descriptor to hear them on (a fork child: no signalfd, no mask change per wait).
 // The handler calls request(): it notes the signal and, if the owner is about to wait for input
 // (or is waiting), shuts that socket for reading, which ends the wait at once however it waits
-// (in recv or in poll for POLLIN). serve() notes the socket, then looks at `requested`, then
+// (in recv or in poll for POLLIN). serve() notes the socket, then looks for a request, then
 // waits; so a request made at any moment is seen before the wait or ends it. A wait that is not
 // for input (output only) blocks `signals` around a ppoll that unblocks them, as WakeSignal.
 // A request makes the connection stop(now + grace): it flushes and closes orderly.
+// What the handler and the owner share is the thread's own (thread_local, initial-exec: read and
+// written without a call, async-signal-safe): the handler runs on the thread the signal is
+// delivered to, a fork child's only thread. In a child it lies in its thread's descriptor page,
+// which the fork has the child write anyway: no page of its own to copy.
 struct SignalStop {
-  volatile sig_atomic_t requested = 0;    // the signal's number, 0 for none
-  volatile sig_atomic_t reading_fd = -1;  // the socket a wait for input is on, or -1
-  sigset_t signals{};                     // the stop signals
+  sigset_t signals{};  // the stop signals
   std::chrono::milliseconds grace{0};
 
   // Async-signal-safe: from the handler (keeps errno).
-  void request(int signo) noexcept;
+  static void request(int signo) noexcept;
+  // The calling thread's: the signal requested (0 for none), taken (cleared) by take().
+  static int requested() noexcept;
+  static int take() noexcept;
+  // The socket a wait for input is on, -1 for none.
+  static void reading(int fd) noexcept;
 };
 
 // How other threads wake a connection's owner without a descriptor per connection: the owner
@@ -142,7 +149,7 @@ class BlockingConnection final : public Peer {
   // `wakeable`: other threads may queue output, drop() and stop() (thread model); the owner thread
   // must then keep WakeSignal::kSignal blocked and `limits.wait_mask` be set. Without it only the
   // owning thread may (fork child).
-  BlockingConnection(Fd socket, std::string remote, const BlockingLimits& limits,
+  BlockingConnection(Fd socket, std::string&& remote, const BlockingLimits& limits,
                      BlockingCounters& counters, bool wakeable);
   ~BlockingConnection();
   BlockingConnection(const BlockingConnection&) = delete;

@@ -37,12 +37,10 @@ using Clock = std::chrono::steady_clock;
 // A child's stop requests: SIGTERM/SIGINT/SIGHUP (forwarded by the parent, or the parent's
 // death) stop its connection gracefully. The handler is installed by the parent's run() (where
 // the stop signals stay blocked, read by its loop's signalfd) and inherited; a child unblocks
-// them and its connection hears of them through this (SignalStop: no signalfd, no descriptor to
-// poll and no mask change per wait, and the wait for input stays one read).
-SignalStop g_child_stop;
-
+// them and its connection hears of them through SignalStop (State::child_stop: no signalfd, no
+// descriptor to poll and no mask change per wait, and the wait for input stays one read).
 void on_child_stop(int signo) {
-  g_child_stop.request(signo);
+  SignalStop::request(signo);
 }
 
 // Installs on_child_stop for the stop signals; restore() puts back what was there.
@@ -203,7 +201,7 @@ struct ForkModel::State {
     limits.idle_timeout = options.idle_timeout;
     limits.protocol = &protocol;
     limits.blocking_sockets = true;
-    limits.signal_stop = &g_child_stop;
+    limits.signal_stop = &child_stop;
     if (auto created = Loop::create()) {
       loop = std::move(*created);
     } else {
@@ -228,7 +226,7 @@ struct ForkModel::State {
   }
   // Not inlined into spawn: the child's locals (its connection) then live below the parent's
   // frames, which stay small.
-  [[noreturn, gnu::noinline]] void run_child(Fd client, Fd relay, std::string remote,
+  [[noreturn, gnu::noinline]] void run_child(Fd client, Fd relay, std::string&& remote,
                                              ParentDescriptors& parents);
   [[noreturn]] void finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
                                  RelayClient* relay);
@@ -258,6 +256,7 @@ struct ForkModel::State {
   pid_t parent_pid = 0;
   // Made in run(): the child calls no sigset code. The caller's mask without the stop signals.
   sigset_t child_mask{};
+  SignalStop child_stop;  // the children's (made in run())
 
   ChildList children;
   ByPid by_pid;
@@ -373,7 +372,7 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   }
 }
 
-void ForkModel::State::run_child(Fd client, Fd relay, std::string remote,
+void ForkModel::State::run_child(Fd client, Fd relay, std::string&& remote,
                                  ParentDescriptors& parents) {
   // Die with the parent (SIGTERM: a graceful stop) rather than serve on unsupervised.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -389,7 +388,7 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string remote,
     }
   }
   parents.close_all();
-  // The stop signals are unblocked (see g_child_stop); SIGCHLD goes back to how the caller of
+  // The stop signals are unblocked (see on_child_stop); SIGCHLD goes back to how the caller of
   // run() had it.
   ::pthread_sigmask(SIG_SETMASK, &child_mask, nullptr);
 
@@ -613,14 +612,14 @@ std::error_code ForkModel::run() {
   if (int rc = ::pthread_sigmask(SIG_BLOCK, nullptr, &before); rc != 0) return errno_code(rc);
   s.child_mask = before;
   // The children's: finish a little before the parent's SIGKILL, so that the report gets out.
-  g_child_stop.grace = s.options.shutdown_grace * 3 / 4;
-  sigemptyset(&g_child_stop.signals);
+  s.child_stop.grace = s.options.shutdown_grace * 3 / 4;
+  sigemptyset(&s.child_stop.signals);
   for (const int signo : {REACTOR_STOP_SIGNALS}) {
     sigdelset(&s.child_mask, signo);
-    sigaddset(&g_child_stop.signals, signo);
+    sigaddset(&s.child_stop.signals, signo);
   }
   if (auto ec = block_signals({REACTOR_STOP_SIGNALS, SIGCHLD})) return ec;
-  // The children's handler (see g_child_stop); blocked here, so it never runs in the parent.
+  // The children's handler (see on_child_stop); blocked here, so it never runs in the parent.
   ChildStopHandlers handlers;
   if (auto ec = handlers.install()) return ec;
   auto on_signal = [](int signo, void* state) { static_cast<State*>(state)->on_signal(signo); };
