@@ -1,6 +1,7 @@
 #include "reactor/loop.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/signalfd.h>
 
@@ -15,6 +16,8 @@
 namespace reactor {
 namespace {
 constexpr std::size_t kMaxEventsPerWait = 256;
+// The epoll backend's wait buffer: one page, 341 events.
+constexpr std::size_t kWaitPageBytes = 4096;
 
 // The descriptor half of a WatchId (the table's index).
 std::uint32_t fd_of(std::uint64_t id) {
@@ -115,9 +118,25 @@ Result<std::unique_ptr<Loop>> Loop::create(Backend backend) {
   return loop;
 }
 
+Loop::WaitPage::WaitPage() {
+  void* page =
+      ::mmap(nullptr, kWaitPageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return;
+  // Before Linux 4.14 (EINVAL) the page is shared with children like any other: still correct.
+  [[maybe_unused]] int rc = ::madvise(page, kWaitPageBytes, MADV_WIPEONFORK);
+  events = static_cast<epoll_event*>(page);
+  capacity = kWaitPageBytes / sizeof(epoll_event);
+}
+
+Loop::WaitPage::~WaitPage() {
+  if (events != nullptr) ::munmap(events, kWaitPageBytes);
+}
+
 Loop::Loop(Fd epoll, Backend backend)
     : backend_(backend), epoll_(std::move(epoll)), now_(Clock::now()) {
-  events_.resize(kMaxEventsPerWait);
+  if (backend_ != Backend::epoll || wait_page_.events == nullptr) {
+    events_.resize(kMaxEventsPerWait);
+  }
 }
 
 Loop::~Loop() {
@@ -234,17 +253,26 @@ std::error_code Loop::run_once(std::chrono::milliseconds max_wait) {
   ++stats_.iterations;
   int timeout = wait_timeout_ms(max_wait);
   int n;
+  const epoll_event* ready = events_.data();
   if (backend_ == Backend::epoll) {
-    n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
+    if (wait_page_.events != nullptr) {
+      ready = wait_page_.events;
+      n = ::epoll_wait(epoll_.get(), wait_page_.events, static_cast<int>(wait_page_.capacity),
+                       timeout);
+    } else {
+      n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
+    }
   } else {
     n = backend_ == Backend::poll ? wait_poll(timeout) : wait_select(timeout);
+    ready = events_.data();  // the wait may have grown it
   }
   std::error_code failure;
   if (n < 0 && errno != EINTR) failure = last_errno();
   now_ = Clock::now();
-  for (int i = 0; i < n; ++i)
-    dispatch(events_[static_cast<std::size_t>(i)].data.u64,
-             events_[static_cast<std::size_t>(i)].events);
+  for (int i = 0; i < n; ++i) {
+    dispatch(ready[static_cast<std::size_t>(i)].data.u64,
+             ready[static_cast<std::size_t>(i)].events);
+  }
   drain_retired();
   timers_.run_due(now_);
   // Everything sessions sent in this iteration goes out now; on_close callbacks (run by

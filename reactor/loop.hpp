@@ -207,7 +207,19 @@ class Loop {
   // chunked: growing copies nothing and leaves no freed buffer behind.
   ChunkedArray<Watcher*> watchers_;
   ChunkedArray<std::uint32_t> generations_;
-  std::vector<epoll_event> events_;
+  std::vector<epoll_event> events_;  // poll and select backends (and epoll's if no page)
+  // The epoll backend's wait buffer: a page of its own, wiped in a forked child
+  // (MADV_WIPEONFORK). The kernel writes it on every wait; shared copy-on-write with a child (a
+  // fork model's, which never runs this loop) each wait after a fork would cost a page fault and
+  // a copy. Its content is scratch: a child that does run the loop needs no more than zeros.
+  struct WaitPage {
+    WaitPage();
+    ~WaitPage();
+    WaitPage(const WaitPage&) = delete;
+    WaitPage& operator=(const WaitPage&) = delete;
+    epoll_event* events = nullptr;  // null: no page (mmap failed): events_ instead
+    std::size_t capacity = 0;
+  } wait_page_;
   // poll and select backends: the watched descriptors, the id of each, and each descriptor's
   // index in them (swap-remove keeps both arrays dense).
   std::vector<pollfd> pollfds_;

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -299,4 +300,35 @@ TEST_CASE("the select backend refuses a descriptor >= FD_SETSIZE with a clear er
     other->run_once(1000ms);
     CHECK(hw.calls == 1);
   }
+}
+
+TEST_CASE_TEMPLATE("a loop made before fork() runs in the child (a daemon that forks after set-up)",
+                   B, LOOP_BACKENDS) {
+  // The epoll backend's wait buffer is wiped in a child (MADV_WIPEONFORK): scratch, refilled by
+  // each wait. The child must still see its events; the parent's loop is untouched.
+  auto loop = make_loop_on(B::backend);
+  auto pipe = make_pipe();
+  CountingWatcher watcher;
+  REQUIRE(loop->watch(pipe.read.get(), EPOLLIN, watcher).ok());
+  // One wait in the parent first, so that the buffer holds this process's last events.
+  REQUIRE(::write(pipe.write.get(), "p", 1) == 1);
+  REQUIRE_FALSE(loop->run_once(5000ms));
+  CHECK(watcher.calls == 1);
+  char c;
+  REQUIRE(::read(pipe.read.get(), &c, 1) == 1);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (::write(pipe.write.get(), "c", 1) != 1) ::_exit(2);
+    if (loop->run_once(5000ms)) ::_exit(3);
+    ::_exit(watcher.calls == 2 ? 0 : 4);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The child drained the byte it wrote (the pipe is shared): the parent's loop still works.
+  REQUIRE(::write(pipe.write.get(), "q", 1) == 1);
+  REQUIRE_FALSE(loop->run_once(5000ms));
+  CHECK(watcher.calls == 2);
 }
