@@ -5,14 +5,15 @@
 // the syscalls, and the cross-thread delivery and wake-up of the thread model.
 //
 // The owning thread sits in serve(): it reads, calls the session, flushes the outbox, and waits
-// in poll() on the socket and any side channels (the fork child's relay and signals) only when
-// there is nothing to do: unless the session just answered (the peer then waits for that), a
-// read is tried first while reads keep finding data (a client that sends as it connects, or
-// streams), and tried less often each time one finds none. The
-// session's own output is coalesced: it is written once its callback returns (64 KiB or more at
-// once), so a pipelined burst of requests costs one send. Session timers live on this thread.
-// The socket is nonblocking so that a full send buffer never keeps the thread from noticing a
-// wake-up.
+// in poll() on the socket and any side channels (the fork child's relay) only when there is
+// nothing to do: unless the session just answered (the peer then waits for that), a read is
+// tried first while reads keep finding data (a client that sends as it connects, or streams),
+// and tried less often each time one finds none. With a socket in blocking mode
+// (BlockingLimits::blocking_sockets, the fork child) and only input to wait for, the wait is the
+// read itself. The session's own output is coalesced: it is written once its callback returns
+// (64 KiB or more at once), so a pipelined burst of requests costs one send. Session timers live
+// on this thread. No call but that read blocks (MSG_DONTWAIT), so that a full send buffer never
+// keeps the thread from noticing a wake-up or a stop.
 //
 // Thread safety: send() from the owning thread is the session's own output; send() from any
 // other thread (a Hub delivery) and deliver(), drop(), stop() are safe from anywhere on a
