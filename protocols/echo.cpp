@@ -29,6 +29,7 @@ struct alignas(4096) SessionPool {
     return b >= near && b < near + sizeof(near);
   }
   void* allocate() noexcept {
+    if (!Slab::kCarves) return slab.allocate();  // sanitizers: every session its own allocation
     if (near_free != nullptr) {
       void* p = near_free;
       near_free = *static_cast<void**>(p);

@@ -7,17 +7,7 @@
 namespace reactor {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kCarve = false;  // let the sanitizers see every use after free
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kCarve = false;
-#else
-constexpr bool kCarve = true;
-#endif
-#else
-constexpr bool kCarve = true;
-#endif
+constexpr bool kCarve = Slab::kCarves;  // let the sanitizers see every use after free
 
 constexpr std::size_t kHeaderSize = 64;  // the Block header, rounded up
 

@@ -15,6 +15,19 @@ namespace reactor {
 class Slab {
  public:
   static constexpr std::size_t kBlockSize = 64 * 1024;
+  // False under ASan or TSan: objects are then each their own ::operator new. An owner that keeps
+  // objects of its own beside the slab's does the same.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  static constexpr bool kCarves = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  static constexpr bool kCarves = false;
+#else
+  static constexpr bool kCarves = true;
+#endif
+#else
+  static constexpr bool kCarves = true;
+#endif
 
   // Objects of `object_size` bytes (at most 4 KiB), 8-aligned.
   explicit Slab(std::size_t object_size) noexcept;
@@ -28,9 +41,15 @@ class Slab {
   // `p` came from this slab's allocate().
   void deallocate(void* p) noexcept;
 
-  std::size_t live() const noexcept { return live_; }
-  std::size_t blocks() const noexcept { return blocks_; }
-  std::size_t object_size() const noexcept { return object_size_; }
+  std::size_t live() const noexcept {
+    return live_;
+  }
+  std::size_t blocks() const noexcept {
+    return blocks_;
+  }
+  std::size_t object_size() const noexcept {
+    return object_size_;
+  }
 
  private:
   struct Block;
