@@ -165,6 +165,7 @@ TEST_CASE("append copies every length exactly, after any amount already held") {
       REQUIRE(buf.append({source.data(), n}));
       auto readable = buf.readable();
       REQUIRE(readable.size() == held + n);
+      if (held + n == 0) continue;  // nothing held: no memory to compare
       CHECK(std::memcmp(readable.data(), source.data() + 300 - held, held) == 0);
       CHECK(std::memcmp(readable.data() + held, source.data(), n) == 0);
     }

@@ -55,9 +55,10 @@ class ChildStopHandlers {
     struct sigaction action {};
     action.sa_handler = on_child_stop;
     sigfillset(&action.sa_mask);
-    // A read it interrupts goes on, and ends at once (the handler shut the socket for reading);
-    // polls are never restarted.
-    action.sa_flags = SA_RESTART;
+    // No SA_RESTART: a read it interrupts returns EINTR (or 0: the handler shut the socket for
+    // reading), whatever runs the handler; a sanitizer that defers handlers to the end of the
+    // call would otherwise leave a restarted read waiting for the peer.
+    action.sa_flags = 0;
     for (const int signo : kSignals) {
       if (::sigaction(signo, &action, &previous_[count_]) != 0) {
         auto ec = last_errno();
