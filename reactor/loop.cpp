@@ -253,18 +253,16 @@ std::error_code Loop::run_once(std::chrono::milliseconds max_wait) {
   ++stats_.iterations;
   int timeout = wait_timeout_ms(max_wait);
   int n;
-  const epoll_event* ready = events_.data();
+  const epoll_event* ready;
   if (backend_ == Backend::epoll) {
-    if (wait_page_.events != nullptr) {
-      ready = wait_page_.events;
-      n = ::epoll_wait(epoll_.get(), wait_page_.events, static_cast<int>(wait_page_.capacity),
-                       timeout);
-    } else {
-      n = ::epoll_wait(epoll_.get(), events_.data(), static_cast<int>(events_.size()), timeout);
-    }
+    const bool page = wait_page_.events != nullptr;
+    epoll_event* buffer = page ? wait_page_.events : events_.data();
+    const std::size_t capacity = page ? wait_page_.capacity : events_.size();
+    n = ::epoll_wait(epoll_.get(), buffer, static_cast<int>(capacity), timeout);
+    ready = buffer;
   } else {
     n = backend_ == Backend::poll ? wait_poll(timeout) : wait_select(timeout);
-    ready = events_.data();  // the wait may have grown it
+    ready = events_.data();  // after the wait: it may have grown it
   }
   std::error_code failure;
   if (n < 0 && errno != EINTR) failure = last_errno();

@@ -122,9 +122,6 @@ std::error_code BlockingConnection::serve(Session& session,
     many.resize(nfds);
     fds = many.data();
   }
-  const bool only_socket =
-      std::all_of(side_channels.begin(), side_channels.end(),
-                  [](const SideChannel* channel) { return channel->fd() < 0; });
   // The loop ends only with due_close's reason: no default std::error_code (whose constructor
   // calls into libstdc++, one more code page for a forked child to fault in).
   const std::error_code reason = [&]() -> std::error_code {
@@ -139,7 +136,8 @@ std::error_code BlockingConnection::serve(Session& session,
       if (auto due = due_close(now)) return *due;
       std::size_t pending = 0;
       const bool reading = want_read(pending);
-      if (blocking_ && reading && pending == 0 && only_socket && poll_timeout_ms(now) < 0) {
+      if (blocking_ && reading && pending == 0 && side_channels.empty() &&
+          poll_timeout_ms(now) < 0) {
         // Nothing to wait for but input, and no deadline: wait in the read (one syscall, not
         // poll + read), as a textbook server does.
         read_blocking(session);
