@@ -66,6 +66,7 @@ void prime_pool() {
 }  // namespace
 
 void* EchoSession::operator new(std::size_t size) {
+  if (void* lent = SessionStorage::take(size, alignof(EchoSession))) return lent;
   void* p = nullptr;
   if (size == sizeof(EchoSession)) {
     SessionPool& sessions = pool();
@@ -77,7 +78,7 @@ void* EchoSession::operator new(std::size_t size) {
 }
 
 void EchoSession::operator delete(void* p) noexcept {
-  if (p == nullptr) return;
+  if (p == nullptr || SessionStorage::give_back(p)) return;
   SessionPool& sessions = pool();
   std::lock_guard lock(sessions.mutex);
   sessions.deallocate(p);

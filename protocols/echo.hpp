@@ -16,7 +16,8 @@ class EchoSession final : public Session {
 
   // Sessions come from one slab shared by every thread (under a mutex: the thread and threadpool
   // models open and close sessions on several): an echo session is one vptr, 8 bytes there,
-  // where malloc would take its smallest chunk, 32.
+  // where malloc would take its smallest chunk, 32. A fork model's child makes its one session in
+  // the stack storage its driver lends (SessionStorage), and writes no page of the pool's.
   static void* operator new(std::size_t size);
   static void operator delete(void* p) noexcept;
 };

@@ -1,10 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <string>
+#include <thread>
 
-#include "support/fake_peer.hpp"
 #include "protocols/echo.hpp"
 #include "reactor/local_hub.hpp"
+#include "support/fake_peer.hpp"
 
 using reactor::protocols::EchoProtocol;
 using test::FakeConnection;
@@ -63,4 +65,46 @@ TEST_CASE("echo's info says every transport and no hub") {
   CHECK(reactor::protocols::kEchoInfo.name == "echo");
   CHECK(reactor::protocols::kEchoInfo.transports == reactor::kAllTransports);
   CHECK_FALSE(reactor::protocols::kEchoInfo.uses_hub);
+}
+
+TEST_CASE("a session takes the storage its driver lends, once, and gives it back") {
+  alignas(std::max_align_t) std::byte bytes[64];
+  reactor::LocalHub hub;
+  EchoProtocol protocol;
+  CHECK(reactor::SessionStorage::take(8, 8) == nullptr);  // nothing lent
+  {
+    reactor::SessionStorage lent(bytes);
+    auto first = protocol.open(hub);
+    CHECK(static_cast<void*>(first.get()) == static_cast<void*>(bytes));
+    auto second = protocol.open(hub);  // taken already: from the pool
+    CHECK(static_cast<void*>(second.get()) != static_cast<void*>(bytes));
+    first.reset();
+    auto third = protocol.open(hub);  // given back: lent again
+    CHECK(static_cast<void*>(third.get()) == static_cast<void*>(bytes));
+    CHECK(reactor::SessionStorage::take(128, 8) == nullptr);  // too large, and taken
+    third.reset();
+    CHECK(reactor::SessionStorage::take(128, 8) == nullptr);  // too large
+    CHECK(reactor::SessionStorage::take(8, 8) == static_cast<void*>(bytes));
+    CHECK(reactor::SessionStorage::give_back(bytes));
+    CHECK_FALSE(reactor::SessionStorage::give_back(second.get()));  // not lent
+  }
+  CHECK(reactor::SessionStorage::take(8, 8) == nullptr);  // the lender is gone
+  CHECK_FALSE(reactor::SessionStorage::give_back(bytes));
+}
+
+TEST_CASE("lent storage belongs to the thread it was lent on") {
+  alignas(std::max_align_t) std::byte bytes[64];
+  reactor::SessionStorage lent(bytes);
+  void* elsewhere = &bytes;
+  std::thread([&] { elsewhere = reactor::SessionStorage::take(8, 8); }).join();
+  CHECK(elsewhere == nullptr);
+  alignas(std::max_align_t) std::byte inner_bytes[16];
+  {
+    reactor::SessionStorage inner(inner_bytes);  // the innermost lender is asked first
+    CHECK(reactor::SessionStorage::take(8, 8) == static_cast<void*>(inner_bytes));
+    CHECK(reactor::SessionStorage::take(8, 8) == nullptr);  // the outer one is not asked
+    CHECK(reactor::SessionStorage::give_back(inner_bytes));
+  }
+  CHECK(reactor::SessionStorage::take(8, 8) == static_cast<void*>(bytes));
+  CHECK(reactor::SessionStorage::give_back(bytes));
 }

@@ -36,6 +36,11 @@ struct StopState {
 };
 [[gnu::tls_model("initial-exec")]] thread_local StopState t_stop;
 
+// Tells threads apart (BlockingConnection::owner_): the address of the thread's own state.
+const void* this_thread_mark() noexcept {
+  return &t_stop;
+}
+
 bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
@@ -108,8 +113,8 @@ BlockingConnection::~BlockingConnection() = default;
 
 std::error_code BlockingConnection::serve(Session& session,
                                           std::span<SideChannel* const> side_channels) {
-  owner_thread_ = ::pthread_self();
-  owner_.store(std::this_thread::get_id(), std::memory_order_release);
+  if (wakeable_) owner_thread_ = ::pthread_self();
+  owner_.store(this_thread_mark(), std::memory_order_release);
   session_ = &session;
   note_activity();
   guarded([&] { session.on_open(*this); });
@@ -214,7 +219,7 @@ std::error_code BlockingConnection::serve(Session& session,
   } catch (...) {
     // A throwing on_close has nothing left to lose: the connection is gone already.
   }
-  owner_.store(std::thread::id(), std::memory_order_release);  // nothing left to wake
+  owner_.store(nullptr, std::memory_order_release);  // nothing left to wake
   return reason;
 }
 
@@ -459,7 +464,7 @@ void BlockingConnection::present(Session& session, std::span<const std::byte> by
 }
 
 void BlockingConnection::send(std::span<const std::byte> bytes) {
-  bool own = std::this_thread::get_id() == owner_id();
+  bool own = this_thread_mark() == owner_id();
   enqueue(bytes, own ? Source::own : Source::other);
 }
 
@@ -526,7 +531,7 @@ void BlockingConnection::close() {
     if (!socket_ || core_.closed() || core_.close_wanted()) return;
     core_.close(Clock::now(), limits_);  // what to do next, due_close() asks on the owner
   }
-  if (std::this_thread::get_id() != owner_id()) wake();
+  if (this_thread_mark() != owner_id()) wake();
 }
 
 void BlockingConnection::shutdown_write() {
@@ -537,7 +542,7 @@ void BlockingConnection::shutdown_write() {
     // peer's EOF has come too. Else the owner's flush leads there (due_close).
     if (core_.shutdown_write() != StreamCore::Next::nothing) ::shutdown(socket_.get(), SHUT_WR);
   }
-  if (std::this_thread::get_id() != owner_id()) wake();
+  if (this_thread_mark() != owner_id()) wake();
 }
 
 std::size_t BlockingConnection::buffered() const {
@@ -546,7 +551,7 @@ std::size_t BlockingConnection::buffered() const {
 }
 
 void BlockingConnection::drop(std::error_code reason) {
-  bool own = std::this_thread::get_id() == owner_id();
+  bool own = this_thread_mark() == owner_id();
   {
     std::lock_guard lock(mutex_);
     if (!socket_ || core_.closed()) return;
@@ -564,7 +569,7 @@ void BlockingConnection::stop(Clock::time_point deadline) {
     stopping_ = true;
     stop_deadline_ = deadline;
   }
-  if (std::this_thread::get_id() != owner_id()) wake();
+  if (this_thread_mark() != owner_id()) wake();
 }
 
 void BlockingConnection::fail(std::error_code reason) {
@@ -636,7 +641,7 @@ void BlockingConnection::close_socket() {
 // The owner is alive while anyone may call this (its model and the Hub let go of the connection
 // before its thread ends); before serve() and after it there is nobody to wake.
 void BlockingConnection::wake() noexcept {
-  if (!wakeable_ || owner_id() == std::thread::id()) return;
+  if (!wakeable_ || owner_id() == nullptr) return;
   ::pthread_kill(owner_thread_, WakeSignal::kSignal);
 }
 
@@ -664,7 +669,7 @@ const std::string& BlockingConnection::remote_locked() const {
 }
 
 std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
-  const bool own = std::this_thread::get_id() == owner_id();
+  const bool own = this_thread_mark() == owner_id();
   if (own && blocking_) {  // sendfile takes no MSG_DONTWAIT: from now on, poll before reading
     if (auto ec = set_nonblocking(socket_.get(), true)) return ec;
     blocking_ = false;
@@ -685,7 +690,7 @@ std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std:
 // Session timers are the owner thread's: a call from elsewhere arms nothing.
 TimerId BlockingConnection::start_timer(std::chrono::milliseconds delay,
                                         std::chrono::milliseconds period) {
-  if (std::this_thread::get_id() != owner_id() || session_ == nullptr) return kNoTimer;
+  if (this_thread_mark() != owner_id() || session_ == nullptr) return kNoTimer;
   if (!timers_) timers_ = std::make_unique<TimerQueue>();
   if (delay.count() < 0) delay = std::chrono::milliseconds(0);
   return timers_->add(Clock::now() + delay, period, [this] {
@@ -695,7 +700,7 @@ TimerId BlockingConnection::start_timer(std::chrono::milliseconds delay,
 }
 
 bool BlockingConnection::cancel_timer(TimerId id) {
-  if (std::this_thread::get_id() != owner_id() || !timers_) return false;
+  if (this_thread_mark() != owner_id() || !timers_) return false;
   return timers_->cancel(id);
 }
 

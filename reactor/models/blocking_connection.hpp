@@ -187,7 +187,7 @@ class BlockingConnection final : public Peer {
   void wake() noexcept;
   void fail(std::error_code reason);
   void drop_locked(std::error_code reason);
-  std::thread::id owner_id() const noexcept { return owner_.load(std::memory_order_acquire); }
+  const void* owner_id() const noexcept { return owner_.load(std::memory_order_acquire); }
   const std::string& remote_locked() const;
   // Whether to read before waiting, and what that read found.
   bool speculate() const noexcept;
@@ -243,8 +243,10 @@ class BlockingConnection final : public Peer {
   BlockingCounters& counters_;
   const bool wakeable_;
 
-  std::atomic<std::thread::id> owner_{};  // the thread in serve()
-  pthread_t owner_thread_{};              // written before owner_, read after it: for wake()
+  // The thread in serve(), by the address of its own SignalStop state: known inline, where
+  // std::this_thread::get_id() is a call into a page of libc's that a forked child has not mapped.
+  std::atomic<const void*> owner_{nullptr};
+  pthread_t owner_thread_{};  // wakeable: written before owner_, read after it, for wake()
 
   // Owner thread only.
   Session* session_ = nullptr;          // while serve() runs
@@ -261,7 +263,23 @@ class BlockingConnection final : public Peer {
   // Guarded by mutex_: the core (except its input, the owner's alone), the socket's life, and
   // requests from other threads. The core is closed (with the reason) once the connection is
   // dropped: it then closes as soon as the owner looks.
-  mutable std::mutex mutex_;
+  // Taken only on a wakeable connection: on another (the fork child's) no other thread can come,
+  // and the lock would cost a forked child 64 KiB more of libc's code to fault in.
+  class OwnersMutex {
+   public:
+    explicit OwnersMutex(bool shared) noexcept : shared_(shared) {}
+    void lock() {
+      if (shared_) mutex_.lock();
+    }
+    void unlock() noexcept {
+      if (shared_) mutex_.unlock();
+    }
+
+   private:
+    std::mutex mutex_;
+    const bool shared_;
+  };
+  mutable OwnersMutex mutex_{wakeable_};
   mutable std::string remote_;  // looked up when first asked if not given
   Fd socket_;
   Buffer::Spare spare_;  // the outbox's first block: a small reply costs no malloc (before core_)
