@@ -9,10 +9,10 @@
 namespace reactor::protocols {
 namespace {
 
-// The lock, the slab and the first sessions share one page: a fork model's child, which takes one
-// session, then writes one page of its parent's (each costs it a copy-on-write fault) instead of
-// two (the pool's, and the slab block's). Beyond the first few hundred, sessions come from the
-// slab, still 8 bytes each.
+// The lock, the slab and the first sessions share one page, made when the protocol is: a process
+// that opens a few sessions writes one page for them, not two (the pool's and the slab block's).
+// Beyond the first few hundred, sessions come from the slab, still 8 bytes each. (A fork model's
+// child takes none of these: its session is in the storage its driver lends.)
 struct alignas(4096) SessionPool {
   static constexpr std::size_t kSlot = sizeof(EchoSession);
   static constexpr std::size_t kNearSlots =
