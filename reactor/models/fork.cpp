@@ -286,15 +286,9 @@ struct ForkModel::State {
       std::pmr::polymorphic_allocator<T>(resource).delete_object(object);
     }
   };
-  struct BookDelete {
-    std::pmr::memory_resource* resource;
-    void operator()(Book* book) const {
-      std::pmr::polymorphic_allocator<Book>(resource).delete_object(book);
-    }
-  };
-  static std::unique_ptr<Book, BookDelete> make_book(std::pmr::memory_resource* resource) {
+  static std::unique_ptr<Book, ArenaDelete<Book>> make_book(std::pmr::memory_resource* resource) {
     return {std::pmr::polymorphic_allocator<Book>(resource).new_object<Book>(resource),
-            BookDelete{resource}};
+            ArenaDelete<Book>{resource}};
   }
 
   // One listening socket on the loop; each connection it accepts gets a child.
@@ -381,7 +375,7 @@ struct ForkModel::State {
   SharedPage shared{!options.uses_hub};  // the children's counters when there is no relay
 
   ParentOnlyMemory parent_only;
-  std::unique_ptr<Book, BookDelete> book{
+  std::unique_ptr<Book, ArenaDelete<Book>> book{
       make_book(relayed() ? std::pmr::new_delete_resource() : &parent_only)};
   // The book's, by their old names (references: read, never written, on the State's page).
   static constexpr std::size_t kSpareRecords = 256;
