@@ -4,6 +4,7 @@
 #include <mutex>
 #include <new>
 
+#include "reactor/hot.hpp"
 #include "reactor/slab.hpp"
 
 namespace reactor::protocols {
@@ -65,7 +66,7 @@ void prime_pool() {
 
 }  // namespace
 
-void* EchoSession::operator new(std::size_t size) {
+REACTOR_HOT void* EchoSession::operator new(std::size_t size) {
   if (void* lent = SessionStorage::take(size, alignof(EchoSession))) return lent;
   void* p = nullptr;
   if (size == sizeof(EchoSession)) {
@@ -77,19 +78,19 @@ void* EchoSession::operator new(std::size_t size) {
   return p;
 }
 
-void EchoSession::operator delete(void* p) noexcept {
+REACTOR_HOT void EchoSession::operator delete(void* p) noexcept {
   if (p == nullptr || SessionStorage::give_back(p)) return;
   SessionPool& sessions = pool();
   std::lock_guard lock(sessions.mutex);
   sessions.deallocate(p);
 }
 
-std::size_t EchoSession::on_data(Peer& peer, std::span<const std::byte> bytes) {
+REACTOR_HOT std::size_t EchoSession::on_data(Peer& peer, std::span<const std::byte> bytes) {
   peer.send(bytes);
   return bytes.size();
 }
 
-std::unique_ptr<Session> EchoProtocol::open(Hub&) {
+REACTOR_HOT std::unique_ptr<Session> EchoProtocol::open(Hub&) {
   return std::make_unique<EchoSession>();
 }
 

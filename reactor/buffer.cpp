@@ -11,6 +11,8 @@
 #include <new>
 #include <utility>
 
+#include "reactor/hot.hpp"
+
 namespace reactor {
 
 Buffer::Buffer(Buffer&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
@@ -99,7 +101,7 @@ void copy_bytes(std::byte* to, const std::byte* from, std::size_t n) noexcept {
 
 }  // namespace
 
-bool Buffer::append(std::span<const std::byte> bytes, Spare* spare) {
+REACTOR_HOT bool Buffer::append(std::span<const std::byte> bytes, Spare* spare) {
   if (bytes.empty()) return true;
   if (!reserve_tail(bytes.size(), spare)) return false;
   copy_bytes(data() + block_->write, bytes.data(), bytes.size());
@@ -115,7 +117,7 @@ void Buffer::consume(std::size_t n) noexcept {
   block_->read += static_cast<std::uint32_t>(n);
 }
 
-void Buffer::clear() noexcept {
+REACTOR_HOT void Buffer::clear() noexcept {
   release();
 }
 
@@ -146,7 +148,7 @@ ssize_t Buffer::read_from(int fd, int recv_flags) {
   return n;
 }
 
-ssize_t Buffer::write_to(int fd, std::size_t max) {
+REACTOR_HOT ssize_t Buffer::write_to(int fd, std::size_t max) {
   if (empty()) return 0;
   const std::size_t pending = size();
   ssize_t n =

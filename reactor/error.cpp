@@ -2,6 +2,8 @@
 
 #include <netdb.h>
 
+#include "reactor/hot.hpp"
+
 namespace reactor {
 
 const std::error_category* const detail::system_category = &std::system_category();
@@ -64,7 +66,7 @@ constinit const ResolverCategory kResolverCategory;
 
 }  // namespace
 
-const std::error_category& reactor_category() noexcept {
+REACTOR_HOT const std::error_category& reactor_category() noexcept {
   return kReactorCategory;
 }
 

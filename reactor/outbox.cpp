@@ -9,6 +9,7 @@
 #include <cerrno>
 
 #include "reactor/error.hpp"
+#include "reactor/hot.hpp"
 
 namespace reactor {
 
@@ -50,7 +51,7 @@ ssize_t Outbox::send_file_chunk(int socket, FileRange& range, std::uint64_t max,
   return ::send(socket, chunk, static_cast<std::size_t>(got), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-ssize_t Outbox::write_to(int socket, std::uint64_t& syscalls, std::uint64_t budget) {
+REACTOR_HOT ssize_t Outbox::write_to(int socket, std::uint64_t& syscalls, std::uint64_t budget) {
   std::uint64_t written = 0;
   while (written < budget && !empty()) {
     ssize_t n;
@@ -91,7 +92,7 @@ ssize_t Outbox::write_to(int socket, std::uint64_t& syscalls, std::uint64_t budg
   return static_cast<ssize_t>(written);
 }
 
-void Outbox::clear() noexcept {
+REACTOR_HOT void Outbox::clear() noexcept {
   bytes_.clear();
   files_.reset();
 }

@@ -3,6 +3,8 @@
 #include <cassert>
 #include <cstdint>
 
+#include "reactor/hot.hpp"
+
 namespace reactor {
 namespace {
 // The innermost lender on this thread. Initial-exec: read and written inline, in the thread's own
@@ -10,17 +12,17 @@ namespace {
 [[gnu::tls_model("initial-exec")]] thread_local SessionStorage* t_lender = nullptr;
 }  // namespace
 
-SessionStorage::SessionStorage(std::span<std::byte> bytes) noexcept
+REACTOR_HOT SessionStorage::SessionStorage(std::span<std::byte> bytes) noexcept
     : outer_(t_lender), bytes_(bytes) {
   t_lender = this;
 }
 
-SessionStorage::~SessionStorage() {
+REACTOR_HOT SessionStorage::~SessionStorage() {
   assert(!taken_ && "a session made in lent storage outlived its lender");
   t_lender = outer_;
 }
 
-void* SessionStorage::take(std::size_t size, std::size_t align) noexcept {
+REACTOR_HOT void* SessionStorage::take(std::size_t size, std::size_t align) noexcept {
   SessionStorage* lender = t_lender;
   if (lender == nullptr || lender->taken_ || size > lender->bytes_.size()) return nullptr;
   void* p = lender->bytes_.data();
@@ -29,7 +31,7 @@ void* SessionStorage::take(std::size_t size, std::size_t align) noexcept {
   return p;
 }
 
-bool SessionStorage::give_back(void* p) noexcept {
+REACTOR_HOT bool SessionStorage::give_back(void* p) noexcept {
   for (SessionStorage* lender = t_lender; lender != nullptr; lender = lender->outer_) {
     if (lender->taken_ && p == lender->bytes_.data()) {
       lender->taken_ = false;

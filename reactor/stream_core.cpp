@@ -1,5 +1,7 @@
 #include "reactor/stream_core.hpp"
 
+#include "reactor/hot.hpp"
+
 namespace reactor {
 
 namespace {
@@ -10,7 +12,7 @@ const std::error_category& kSystem = std::system_category();
 
 }  // namespace
 
-std::int32_t StreamCore::encode_error(std::error_code ec) noexcept {
+REACTOR_HOT std::int32_t StreamCore::encode_error(std::error_code ec) noexcept {
   const std::error_category& category = ec.category();
   if (&category == &kSystem) return ec.value();
   if (&category == &kReactor) return -ec.value();
@@ -18,7 +20,7 @@ std::int32_t StreamCore::encode_error(std::error_code ec) noexcept {
   return EIO;  // no other category reaches a stream's close
 }
 
-std::error_code StreamCore::decode_error(std::int32_t code) noexcept {
+REACTOR_HOT std::error_code StreamCore::decode_error(std::int32_t code) noexcept {
   if (code < 0) return {-code, kReactor};
   return {code, kSystem};
 }

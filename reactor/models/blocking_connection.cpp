@@ -11,6 +11,7 @@
 
 #include "reactor/address.hpp"
 #include "reactor/error.hpp"
+#include "reactor/hot.hpp"
 #include "reactor/log.hpp"
 #include "reactor/socket.hpp"
 
@@ -91,7 +92,7 @@ WakeSignal::~WakeSignal() {
   if (restore_) ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
 }
 
-BlockingConnection::BlockingConnection(Fd socket, std::string&& remote,
+REACTOR_HOT BlockingConnection::BlockingConnection(Fd socket, std::string&& remote,
                                        const BlockingLimits& limits, BlockingCounters& counters,
                                        bool wakeable)
     : limits_(limits),
@@ -111,7 +112,7 @@ BlockingConnection::BlockingConnection(Fd socket, std::string&& remote,
 
 BlockingConnection::~BlockingConnection() = default;
 
-std::error_code BlockingConnection::serve(Session& session,
+REACTOR_HOT std::error_code BlockingConnection::serve(Session& session,
                                           std::span<SideChannel* const> side_channels) {
   if (wakeable_) owner_thread_ = ::pthread_self();
   owner_.store(this_thread_mark(), std::memory_order_release);
@@ -271,7 +272,7 @@ int BlockingConnection::wait_for_stop(pollfd* fds, std::size_t count, const time
   return rc;
 }
 
-BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& session) {
+REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& session) {
   if (limits_.signal_stop != nullptr) {
     SignalStop::reading(socket_.get());
     if (take_stop_request()) {
@@ -283,7 +284,7 @@ BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& sessio
 }
 
 // After a read with `flags` 0 (or a wait for input): a stop request no longer needs to end it.
-void BlockingConnection::read_returned(int flags) noexcept {
+REACTOR_HOT void BlockingConnection::read_returned(int flags) noexcept {
   if (flags == 0 && limits_.signal_stop != nullptr) SignalStop::reading(-1);
 }
 
@@ -342,7 +343,7 @@ void BlockingConnection::waited() {
   if (speculation_skip_ > 0) --speculation_skip_;
 }
 
-std::optional<std::error_code> BlockingConnection::due_close(Now& now) {
+REACTOR_HOT std::optional<std::error_code> BlockingConnection::due_close(Now& now) {
   std::lock_guard lock(mutex_);
   core_.note_activity(read_at_);
   if (core_.closed()) return core_.reason();
@@ -371,14 +372,14 @@ std::optional<std::error_code> BlockingConnection::due_close(Now& now) {
   return std::nullopt;
 }
 
-bool BlockingConnection::want_read(std::size_t& pending) {
+REACTOR_HOT bool BlockingConnection::want_read(std::size_t& pending) {
   std::lock_guard lock(mutex_);
   pending = core_.outbox().size();
   core_.update_backpressure(limits_);
   return !stopping_ && core_.wants_input();
 }
 
-int BlockingConnection::poll_timeout_ms(Now& now) const {
+REACTOR_HOT int BlockingConnection::poll_timeout_ms(Now& now) const {
   auto deadline = timers_ ? timers_->next_deadline() : Clock::time_point::max();
   {
     std::lock_guard lock(mutex_);
@@ -390,15 +391,15 @@ int BlockingConnection::poll_timeout_ms(Now& now) const {
 
 // The owner's reads note their time here without the mutex; due_close() hands it to the core.
 // Only the idle deadline needs it: without one, no clock read per read.
-void BlockingConnection::note_activity() {
+REACTOR_HOT void BlockingConnection::note_activity() {
   if (idle_clock()) read_at_ = Clock::now();
 }
 
-void BlockingConnection::note_output_locked() {
+REACTOR_HOT void BlockingConnection::note_output_locked() {
   if (idle_clock()) core_.note_activity(Clock::now());
 }
 
-BlockingConnection::ReadResult BlockingConnection::read_once(Session& session, int flags) {
+REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_once(Session& session, int flags) {
   Buffer& input = core_.input();
   if (input.empty()) {
     // Common case: nothing held over. Read onto the stack and hand the bytes to the session
@@ -422,7 +423,7 @@ BlockingConnection::ReadResult BlockingConnection::read_once(Session& session, i
 }
 
 template <std::size_t N>
-BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& session, int flags) {
+REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& session, int flags) {
   std::byte stack[N];
   const ssize_t n = ::recv(socket_.get(), stack, sizeof(stack), flags);
   read_returned(flags);
@@ -437,7 +438,7 @@ BlockingConnection::ReadResult BlockingConnection::read_onto_stack(Session& sess
 }
 
 // A read that brought no bytes: `n` is 0 (end of input) or -1.
-BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
+REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, ssize_t n) {
   // A stop request ended the read (its shutdown(SHUT_RD): an end of input that is ours).
   if ((n == 0 || errno == EINTR) && limits_.signal_stop != nullptr &&
       SignalStop::requested() != 0) {
@@ -456,23 +457,23 @@ BlockingConnection::ReadResult BlockingConnection::read_ended(Session& session, 
   return ReadResult::eof;
 }
 
-void BlockingConnection::present(Session& session, std::span<const std::byte> bytes,
+REACTOR_HOT void BlockingConnection::present(Session& session, std::span<const std::byte> bytes,
                                  bool from_input) {
   std::size_t consumed = 0;
   if (!guarded([&] { consumed = session.on_data(*this, bytes); })) return;
   if (auto ec = core_.keep_leftover(bytes, consumed, from_input, limits_)) fail(ec);
 }
 
-void BlockingConnection::send(std::span<const std::byte> bytes) {
+REACTOR_HOT void BlockingConnection::send(std::span<const std::byte> bytes) {
   bool own = this_thread_mark() == owner_id();
   enqueue(bytes, own ? Source::own : Source::other);
 }
 
-void BlockingConnection::deliver(std::span<const std::byte> bytes) {
+REACTOR_HOT void BlockingConnection::deliver(std::span<const std::byte> bytes) {
   enqueue(bytes, Source::other);
 }
 
-void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source) {
+REACTOR_HOT void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source) {
   if (bytes.empty()) return;
   bool wake_owner = false;
   {
@@ -488,7 +489,7 @@ void BlockingConnection::enqueue(std::span<const std::byte> bytes, Source source
 }
 
 // Returns true when the owner thread must look: output was queued for it or the peer dropped.
-bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source source) {
+REACTOR_HOT bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source source) {
   Outbox& outbox = core_.outbox();
   if (outbox.empty() && source == Source::other) {
     // Writes go out at once when the socket takes them; only the rest is queued. Deliveries
@@ -525,7 +526,7 @@ bool BlockingConnection::enqueue_locked(std::span<const std::byte> bytes, Source
   return was_empty;
 }
 
-void BlockingConnection::close() {
+REACTOR_HOT void BlockingConnection::close() {
   {
     std::lock_guard lock(mutex_);
     if (!socket_ || core_.closed() || core_.close_wanted()) return;
@@ -581,7 +582,7 @@ void BlockingConnection::drop_locked(std::error_code reason) {
   if (core_.set_closed(reason)) core_.outbox().clear();
 }
 
-void BlockingConnection::flush() {
+REACTOR_HOT void BlockingConnection::flush() {
   std::lock_guard lock(mutex_);
   if (!socket_ || core_.outbox().empty()) return;
   // One pass writes until the socket is full (or a budget is spent); POLLOUT brings us back.
@@ -629,7 +630,7 @@ void BlockingConnection::linger() {
   }
 }
 
-void BlockingConnection::close_socket() {
+REACTOR_HOT void BlockingConnection::close_socket() {
   {
     std::lock_guard lock(mutex_);
     socket_.reset();

@@ -22,6 +22,7 @@
 
 #include "reactor/acceptor.hpp"
 #include "reactor/error.hpp"
+#include "reactor/hot.hpp"
 #include "reactor/local_hub.hpp"
 #include "reactor/log.hpp"
 #include "reactor/loop.hpp"
@@ -87,7 +88,7 @@ class ChildStopHandlers {
 // cost). The mask comes from pthread_sigmask, so it never holds glibc's internal signals: the
 // kernel call does what pthread_sigmask would. Sanitizers keep the library call, which they
 // intercept.
-void set_child_mask(const sigset_t& mask) noexcept {
+REACTOR_HOT void set_child_mask(const sigset_t& mask) noexcept {
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   constexpr long kKernelSigsetBytes = 8;  // the kernel's sigset_t: 64 signals
   long ret;
@@ -128,8 +129,15 @@ class ParentDescriptors {
       note(fd);
     }
   }
-  void close_all() noexcept {
-    std::sort(fds_, fds_ + count_);
+  REACTOR_HOT void close_all() noexcept {
+    // Insertion sort: at most kCapacity, nearly sorted already, and no out-of-line sort code for
+    // the child to fault in.
+    for (std::size_t i = 1; i < count_; ++i) {
+      const int fd = fds_[i];
+      std::size_t j = i;
+      for (; j > 0 && fds_[j - 1] > fd; --j) fds_[j] = fds_[j - 1];
+      fds_[j] = fd;
+    }
     for (std::size_t i = 0; i < count_;) {
       std::size_t j = i + 1;
       while (j < count_ && fds_[j] == fds_[j - 1] + 1) ++j;
@@ -396,7 +404,7 @@ struct ForkModel::State {
   std::atomic<std::uint64_t>& writes = book->writes;
 };
 
-void ForkModel::State::spawn(Fd client, const Address& peer) {
+REACTOR_HOT void ForkModel::State::spawn(Fd client, const Address& peer) {
   const Transport transport = peer.transport();
   if (stopping || (options.max_connections != 0 &&
                    live.load(std::memory_order_relaxed) >= options.max_connections)) {
@@ -488,7 +496,7 @@ void ForkModel::State::spawn(Fd client, const Address& peer) {
   }
 }
 
-void ForkModel::State::run_child(Fd client, Fd relay, std::string&& remote,
+REACTOR_HOT void ForkModel::State::run_child(Fd client, Fd relay, std::string&& remote,
                                  ParentDescriptors& parents) {
   // Die with the parent (SIGTERM: a graceful stop) rather than serve on unsupervised.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -540,7 +548,7 @@ void ForkModel::State::run_child(Fd client, Fd relay, std::string&& remote,
 
 // The child's last act: its report through the relay, or (no relay) its counters into the shared
 // page and its outcome as the exit status.
-void ForkModel::State::finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
+REACTOR_HOT void ForkModel::State::finish_child(const BlockingCounters& counters, ChildReport::Outcome outcome,
                                     RelayClient* relay) {
   ChildReport report;
   report.outcome = outcome;
