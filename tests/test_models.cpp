@@ -858,6 +858,91 @@ TEST_CASE("thread model: SIGTERM makes run() return after an orderly close") {
   CHECK(stats.closed == 1);
 }
 
+TEST_CASE("thread model: a stop ends every thread's wait, in its read (no Hub) or in ppoll") {
+  // Without the Hub each thread waits for input in a blocking recv, which no signal ends (the
+  // wake signal's handler restarts it): the stop shuts each socket for reading instead, whenever
+  // it lands. With the Hub it waits in ppoll, which the wake signal ends. A thread the stop
+  // missed would be dropped at the grace's end and counted as failed.
+  for (const bool hub : {false, true}) {
+    CAPTURE(hub);
+    EchoProtocol protocol;
+    ModelOptions options = test_options();
+    options.shutdown_grace = 3s;
+    options.uses_hub = hub;
+    InProcessServer server(Kind::thread, protocol, options);
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 24; ++i) {
+      clients.push_back(std::make_unique<Client>(server.address()));
+      const std::string line = "hello " + std::to_string(i) + "\n";
+      REQUIRE(clients.back()->send(line));
+      REQUIRE(clients.back()->read_line() == line.substr(0, line.size() - 1));
+    }
+    for (std::size_t i = 0; i < 4; ++i) REQUIRE(clients[i]->send("late\n"));
+    ServerStats stats = server.stop();
+    CHECK(stats.accepted == 24);
+    CHECK(stats.closed == 24);
+    CHECK(stats.failed == 0);
+    for (auto& client : clients) {
+      std::string line = client->read_line();
+      if (line == "late") line = client->read_line();  // answered before the stop was seen
+      CHECK(line == "<eof>");
+    }
+  }
+}
+
+TEST_CASE("thread model without the Hub: echo, the idle timeout and the grace's drop still work") {
+  ModelOptions options = test_options();
+  options.uses_hub = false;  // the blocking read
+  SUBCASE("echo is byte-exact for concurrent clients, and stats add up") {
+    EchoProtocol protocol;
+    InProcessServer server(Kind::thread, protocol, options);
+    constexpr int kClients = 4;
+    std::string errors[kClients];
+    std::size_t bytes[kClients] = {};
+    std::vector<std::thread> clients;
+    for (int i = 0; i < kClients; ++i) {
+      clients.emplace_back([&, i] {
+        errors[i] =
+            echo_round_trips(server.address(), static_cast<unsigned>(i + 1), 48, &bytes[i]);
+      });
+    }
+    for (auto& t : clients) t.join();
+    std::size_t total = 0;
+    for (int i = 0; i < kClients; ++i) {
+      CHECK_MESSAGE(errors[i].empty(), "client ", i, ": ", errors[i]);
+      total += bytes[i];
+    }
+    ServerStats stats = server.stop();
+    CHECK(stats.closed == kClients);
+    CHECK(stats.failed == 0);
+    CHECK(stats.bytes_in == total);
+    CHECK(stats.bytes_out == total);
+  }
+  SUBCASE("a silent connection is closed at its idle deadline (it waits in poll then)") {
+    EchoProtocol protocol;
+    options.idle_timeout = 200ms;
+    InProcessServer server(Kind::thread, protocol, options);
+    Client silent(server.address());
+    CHECK(silent.read_line() == "<eof>");
+    ServerStats stats = server.stop();
+    CHECK(stats.accepted == 1);
+    CHECK(stats.failed == 1);
+  }
+  SUBCASE("output that cannot be flushed within shutdown_grace is dropped") {
+    FloodProtocol protocol;
+    options.shutdown_grace = 300ms;
+    InProcessServer server(Kind::thread, protocol, options);
+    Client never_reads(server.address(), 4096);
+    char first = 0;
+    REQUIRE(reactor::recv_exact(never_reads.fd(), &first, 1).ok());  // the session is open
+    ServerStats stats = server.stop();
+    CHECK(stats.closed == 1);
+    CHECK(stats.failed == 1);
+    CHECK(protocol.log.count(Errc::shutting_down) == 1);
+    CHECK(never_reads.reads_to_end());
+  }
+}
+
 TEST_CASE("fork model: request_stop() from another thread makes run() return") {
   EchoProtocol protocol;
   InProcessServer server(Kind::fork, protocol);  // no client: nothing is forked

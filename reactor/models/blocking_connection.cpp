@@ -104,8 +104,9 @@ REACTOR_HOT BlockingConnection::BlockingConnection(Fd socket, std::string&& remo
   // one more page of libc's code for a forked child to fault in).
   if (!remote.empty()) remote_ = std::move(remote);
   blocking_ = limits_.blocking_sockets;
-  // A wakeable owner must wait where a wake-up ends the wait: in ppoll, not in a read.
-  if (wakeable_ && (limits_.wait_mask == nullptr || blocking_)) {
+  // A wakeable owner must wait where a wake-up ends the wait: in ppoll (wait_mask), or in a read
+  // that a stop, close or drop ends by shutting the socket for reading (end_blocked_read_locked).
+  if (wakeable_ && limits_.wait_mask == nullptr) {
     core_.set_closed(errno_code(EINVAL));  // serve() runs on_open, then closes with this reason
   }
 }
@@ -273,6 +274,17 @@ int BlockingConnection::wait_for_stop(pollfd* fds, std::size_t count, const time
 }
 
 REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_blocking(Session& session) {
+  if (wakeable_) {
+    // Noted before the look at the requests, which stop(), close() and drop() make under the
+    // same mutex: a request made before the look is seen here, one made after it finds the note
+    // and ends the read (end_blocked_read_locked).
+    reading_blocked_.store(true, std::memory_order_relaxed);
+    std::lock_guard lock(mutex_);
+    if (ends_blocked_read_locked()) {
+      reading_blocked_.store(false, std::memory_order_relaxed);
+      return ReadResult::interrupted;
+    }
+  }
   if (limits_.signal_stop != nullptr) {
     SignalStop::reading(socket_.get());
     if (take_stop_request()) {
@@ -285,7 +297,25 @@ REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_blocking(Ses
 
 // After a read with `flags` 0 (or a wait for input): a stop request no longer needs to end it.
 REACTOR_HOT void BlockingConnection::read_returned(int flags) noexcept {
-  if (flags == 0 && limits_.signal_stop != nullptr) SignalStop::reading(-1);
+  if (flags != 0) return;
+  if (limits_.signal_stop != nullptr) SignalStop::reading(-1);
+  // A request that still finds the note shuts a socket this connection stops reading anyway.
+  if (wakeable_) reading_blocked_.store(false, std::memory_order_relaxed);
+}
+
+// What another thread asked for that ends a read in progress: the server stops, the session
+// closes (from another thread), or the connection was dropped.
+bool BlockingConnection::ends_blocked_read_locked() const noexcept {
+  return stopping_ || core_.closed() || core_.close_wanted();
+}
+
+// Under the mutex, after a request that ends_blocked_read_locked(): an owner waiting in a
+// blocking read wakes with end of input (recv returns 0), at once if it has not entered it yet.
+// The socket cannot close meanwhile: the owner closes it under the mutex.
+void BlockingConnection::end_blocked_read_locked() noexcept {
+  if (blocking_ && socket_ && reading_blocked_.load(std::memory_order_relaxed)) {
+    ::shutdown(socket_.get(), SHUT_RD);
+  }
 }
 
 bool BlockingConnection::take_stop_request() {
@@ -444,6 +474,10 @@ REACTOR_HOT BlockingConnection::ReadResult BlockingConnection::read_ended(Sessio
       SignalStop::requested() != 0) {
     return ReadResult::interrupted;
   }
+  if (n == 0 && wakeable_ && blocking_) {
+    std::lock_guard lock(mutex_);
+    if (ends_blocked_read_locked()) return ReadResult::interrupted;  // ours, as above
+  }
   if (n < 0) {
     if (would_block(errno)) return ReadResult::would_block;
     fail(last_errno());
@@ -531,6 +565,7 @@ REACTOR_HOT void BlockingConnection::close() {
     std::lock_guard lock(mutex_);
     if (!socket_ || core_.closed() || core_.close_wanted()) return;
     core_.close(Clock::now(), limits_);  // what to do next, due_close() asks on the owner
+    if (this_thread_mark() != owner_id()) end_blocked_read_locked();
   }
   if (this_thread_mark() != owner_id()) wake();
 }
@@ -569,6 +604,7 @@ void BlockingConnection::stop(Clock::time_point deadline) {
     if (!socket_ || stopping_) return;
     stopping_ = true;
     stop_deadline_ = deadline;
+    if (this_thread_mark() != owner_id()) end_blocked_read_locked();
   }
   if (this_thread_mark() != owner_id()) wake();
 }

@@ -9,7 +9,8 @@
 // nothing to do: unless the session just answered (the peer then waits for that), a read is
 // tried first while reads keep finding data (a client that sends as it connects, or streams),
 // and tried less often each time one finds none. With a socket in blocking mode
-// (BlockingLimits::blocking_sockets, the fork child) and only input to wait for, the wait is the
+// (BlockingLimits::blocking_sockets: the fork child, and the thread model for a protocol that does
+// not use the Hub) and only input to wait for, the wait is the
 // read itself. The session's own output is coalesced: it is written once its callback returns
 // (64 KiB or more at once), so a pipelined burst of requests costs one send. Session timers live
 // on this thread. No call but that read blocks (MSG_DONTWAIT), so that a full send buffer never
@@ -149,7 +150,12 @@ class BlockingConnection final : public Peer {
   // `remote`: the peer as a URL, or empty to look it up (getpeername) when first asked.
   // `wakeable`: other threads may queue output, drop() and stop() (thread model); the owner thread
   // must then keep WakeSignal::kSignal blocked and `limits.wait_mask` be set. Without it only the
-  // owning thread may (fork child).
+  // owning thread may (fork child). A wakeable connection with `limits.blocking_sockets` waits in
+  // its read as a textbook thread-per-connection server does, which a stop, a close or a drop
+  // from another thread ends (they shut the socket for reading), but output queued by another
+  // thread does not: for sessions nobody else sends to (a protocol that does not use the Hub),
+  // as their output from other threads then waits for the peer's next input once the socket's
+  // buffer is full.
   BlockingConnection(Fd socket, std::string&& remote, const BlockingLimits& limits,
                      BlockingCounters& counters, bool wakeable);
   ~BlockingConnection();
@@ -201,6 +207,8 @@ class BlockingConnection final : public Peer {
   // wait() with a SignalStop (see there).
   int wait_for_stop(pollfd* fds, std::size_t count, const timespec* timeout);
   void read_returned(int flags) noexcept;
+  bool ends_blocked_read_locked() const noexcept;
+  void end_blocked_read_locked() noexcept;
   // The time, read from the clock when first asked in one round of serve() (a connection with
   // no deadline and no timer never asks: a forked child then touches no clock code or vDSO).
   class Now {
@@ -286,6 +294,9 @@ class BlockingConnection final : public Peer {
   StreamCore core_;
   bool stopping_ = false;
   Clock::time_point stop_deadline_ = Clock::time_point::max();
+  // The owner is in (or about to enter) a blocking read: written by the owner, read under mutex_
+  // by the thread that makes a request ending it (see read_blocking).
+  std::atomic<bool> reading_blocked_{false};
 };
 
 }  // namespace reactor

@@ -94,6 +94,7 @@ struct ThreadModel::State {
     Listener(State& s, Fd fd, Transport t)
         : state(s), transport(t), acceptor(*s.loop, std::move(fd), t, *this) {
       acceptor.set_adaptive_budget(true);  // one connection per wake-up is the common case
+      acceptor.set_blocking_sockets(s.limits.blocking_sockets);
     }
     void on_accept(Fd fd) override { state.start_worker(std::move(fd), transport); }
     State& state;
@@ -106,6 +107,10 @@ struct ThreadModel::State {
     limits.max_input = protocol.max_input();
     limits.idle_timeout = options.idle_timeout;
     limits.protocol = &protocol;
+    // Sessions that nobody else sends to (no Hub): each thread waits in its read, as a textbook
+    // thread-per-connection server does (recv + send per request, not ppoll + recv + send);
+    // a stop or drop ends that read. With the Hub, deliveries must wake it: ppoll.
+    limits.blocking_sockets = !options.uses_hub;
     if (auto created = Loop::create()) {
       loop = std::move(*created);
     } else {
