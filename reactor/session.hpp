@@ -67,7 +67,8 @@ class Peer {
   // like. Stream transports use sendfile(2) (read+send where it cannot work), a chunk at a time as
   // the socket takes it: the file is never read into memory, and its unsent bytes count towards
   // buffered() and the high-water mark. Errors (nothing queued): Errc::wrong_transport on message
-  // transports, EBADF for a bad descriptor.
+  // transports, EBADF for a bad descriptor, EINVAL from a thread other than the connection's
+  // where its socket blocks (thread model, a protocol that does not use the Hub).
   virtual std::error_code send_file(int fd, std::uint64_t offset, std::uint64_t length) = 0;
 
   // Arms a timer: after `delay` (then every `period`, if non-zero) the session's on_timer runs

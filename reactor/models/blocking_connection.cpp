@@ -313,7 +313,7 @@ bool BlockingConnection::ends_blocked_read_locked() const noexcept {
 // blocking read wakes with end of input (recv returns 0), at once if it has not entered it yet.
 // The socket cannot close meanwhile: the owner closes it under the mutex.
 void BlockingConnection::end_blocked_read_locked() noexcept {
-  if (blocking_ && socket_ && reading_blocked_.load(std::memory_order_relaxed)) {
+  if (socket_ && reading_blocked_.load(std::memory_order_relaxed)) {  // only set if blocking_
     ::shutdown(socket_.get(), SHUT_RD);
   }
 }
@@ -707,6 +707,9 @@ const std::string& BlockingConnection::remote_locked() const {
 
 std::error_code BlockingConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
   const bool own = this_thread_mark() == owner_id();
+  // Only the owner may switch its socket to nonblocking, and a blocking socket's sendfile would
+  // block whoever flushes it: another thread's file waits for nothing, it is refused.
+  if (!own && limits_.blocking_sockets) return errno_code(EINVAL);
   if (own && blocking_) {  // sendfile takes no MSG_DONTWAIT: from now on, poll before reading
     if (auto ec = set_nonblocking(socket_.get(), true)) return ec;
     blocking_ = false;
