@@ -703,8 +703,8 @@ void print_ratios(const std::vector<Row>& rows) {
   }
   if (cells.size() > 1) {
     std::printf("\n%s", bench::format_table(cells).c_str());
-    std::printf("(each cell: the median over rounds of ours / textbook measured in the same round, "
-                "min-max in brackets)\n");
+    std::printf("(each cell: the median over rounds of ours / textbook measured in the same round; "
+                "with 2 or more rounds, their min-max in brackets)\n");
   }
   for (const char* model : {"fork", "textbook fork", "prefork"}) {
     const Row* r = find_row(rows, model);
