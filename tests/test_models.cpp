@@ -858,38 +858,6 @@ TEST_CASE("thread model: SIGTERM makes run() return after an orderly close") {
   CHECK(stats.closed == 1);
 }
 
-TEST_CASE("thread model: a stop ends every thread's wait, in its read (no Hub) or in ppoll") {
-  // Without the Hub each thread waits for input in a blocking recv, which no signal ends (the
-  // wake signal's handler restarts it): the stop shuts each socket for reading instead, whenever
-  // it lands. With the Hub it waits in ppoll, which the wake signal ends. A thread the stop
-  // missed would be dropped at the grace's end and counted as failed.
-  for (const bool hub : {false, true}) {
-    CAPTURE(hub);
-    EchoProtocol protocol;
-    ModelOptions options = test_options();
-    options.shutdown_grace = 3s;
-    options.uses_hub = hub;
-    InProcessServer server(Kind::thread, protocol, options);
-    std::vector<std::unique_ptr<Client>> clients;
-    for (int i = 0; i < 24; ++i) {
-      clients.push_back(std::make_unique<Client>(server.address()));
-      const std::string line = "hello " + std::to_string(i) + "\n";
-      REQUIRE(clients.back()->send(line));
-      REQUIRE(clients.back()->read_line() == line.substr(0, line.size() - 1));
-    }
-    for (std::size_t i = 0; i < 4; ++i) REQUIRE(clients[i]->send("late\n"));
-    ServerStats stats = server.stop();
-    CHECK(stats.accepted == 24);
-    CHECK(stats.closed == 24);
-    CHECK(stats.failed == 0);
-    for (auto& client : clients) {
-      std::string line = client->read_line();
-      if (line == "late") line = client->read_line();  // answered before the stop was seen
-      CHECK(line == "<eof>");
-    }
-  }
-}
-
 TEST_CASE("thread model without the Hub: echo, the idle timeout and the grace's drop still work") {
   ModelOptions options = test_options();
   options.uses_hub = false;  // the blocking read
@@ -950,18 +918,20 @@ TEST_CASE("fork model: request_stop() from another thread makes run() return") {
   CHECK(stats.accepted == 0);
 }
 
-TEST_CASE("fork model: a stop reaches every child, idle in its read or answering") {
-  // Without a relay each child waits for input in its read (a blocking socket), not in poll:
-  // the stop signal's handler must end that read whenever it lands (a read is restarted after a
-  // handler). With a relay it waits in ppoll. One missed is SIGKILLed at the grace's end and
-  // counted as failed.
-  for (const bool relay : {false, true}) {
-    CAPTURE(relay);
+TEST_CASE_TEMPLATE("a stop ends every connection's wait, idle in its read or answering", M,
+                   ThreadModel, ForkModel) {
+  // Without the Hub (fork: no relay) each connection waits for input in a blocking recv, which a
+  // signal does not end (a read is restarted after a handler): the fork child's stop-signal
+  // handler, or the thread model's stop, shuts the socket for reading, whenever it lands. With
+  // the Hub it waits in ppoll, which a signal ends. One the stop missed is dropped (thread) or
+  // SIGKILLed (fork) at the grace's end and counted as failed.
+  for (const bool hub : {false, true}) {
+    CAPTURE(hub);
     EchoProtocol protocol;
     ModelOptions options = test_options();
     options.shutdown_grace = 3s;
-    options.uses_hub = relay;
-    ForkedServer server(Kind::fork, protocol, options);
+    options.uses_hub = hub;
+    typename M::Server server(M::kind, protocol, options);
     std::vector<std::unique_ptr<Client>> clients;
     for (int i = 0; i < 24; ++i) {
       clients.push_back(std::make_unique<Client>(server.address()));

@@ -561,13 +561,14 @@ REACTOR_HOT bool BlockingConnection::enqueue_locked(std::span<const std::byte> b
 }
 
 REACTOR_HOT void BlockingConnection::close() {
+  const bool own = this_thread_mark() == owner_id();
   {
     std::lock_guard lock(mutex_);
     if (!socket_ || core_.closed() || core_.close_wanted()) return;
     core_.close(Clock::now(), limits_);  // what to do next, due_close() asks on the owner
-    if (this_thread_mark() != owner_id()) end_blocked_read_locked();
+    if (!own) end_blocked_read_locked();
   }
-  if (this_thread_mark() != owner_id()) wake();
+  if (!own) wake();
 }
 
 void BlockingConnection::shutdown_write() {
@@ -599,14 +600,15 @@ void BlockingConnection::drop(std::error_code reason) {
 }
 
 void BlockingConnection::stop(Clock::time_point deadline) {
+  const bool own = this_thread_mark() == owner_id();
   {
     std::lock_guard lock(mutex_);
     if (!socket_ || stopping_) return;
     stopping_ = true;
     stop_deadline_ = deadline;
-    if (this_thread_mark() != owner_id()) end_blocked_read_locked();
+    if (!own) end_blocked_read_locked();
   }
-  if (this_thread_mark() != owner_id()) wake();
+  if (!own) wake();
 }
 
 void BlockingConnection::fail(std::error_code reason) {
